@@ -1,0 +1,25 @@
+"""lverse: L-Verse (CVPR 2022) with a native libtorch core.
+
+AugVAE turns images into discrete codes and back; BiART (coming) turns text into image
+codes and image codes into text with one set of weights.
+"""
+
+# torch must be imported before the native module: the extension links libtorch_python,
+# which only torch's own import makes loadable.
+import torch  # noqa: F401
+
+from . import _native, images
+from .augvae import AugVAE, AugVAEConfig
+from .errors import CheckpointError, ImageError, LverseError
+
+__version__ = _native.__version__
+
+__all__ = [
+    "AugVAE",
+    "AugVAEConfig",
+    "CheckpointError",
+    "ImageError",
+    "LverseError",
+    "images",
+    "__version__",
+]

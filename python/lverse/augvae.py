@@ -1,0 +1,159 @@
+"""AugVAE as a ``torch.nn.Module`` whose forward math runs in the native core."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from . import _native
+from ._params import build_tree, named_tensors
+from .checkpoint import load_augvae_checkpoint, save_safetensors
+
+
+@dataclass(frozen=True)
+class AugVAEConfig:
+    """Architecture of an AugVAE (SPEC §2.2). The defaults are the official AugVAE-ML."""
+
+    hidden_dim: int = 128
+    ch_mult: tuple[int, ...] = (1, 2, 4)
+    inner_ch_mult: tuple[int, ...] = (2, 4)
+    num_res_blocks: int = 2
+    z_channels: int = 256
+    codebook_dim: int = 256
+    num_tokens: int = 8192
+    resolution: int = 256
+    levels: int = 4
+    single_level: int | None = None
+    use_attn: bool = False
+    beta: float = 0.25
+    ema_decay: float = 0.99
+    ema_eps: float = 1e-5
+    in_channels: int = 3
+    out_channels: int = 3
+    norm_groups: int = 32
+    extra: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("extra")
+        d["ch_mult"] = list(self.ch_mult)
+        d["inner_ch_mult"] = list(self.inner_ch_mult)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> AugVAEConfig:
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown AugVAE config keys: {sorted(unknown)}")
+        d = dict(d)
+        for key in ("ch_mult", "inner_ch_mult"):
+            if key in d:
+                d[key] = tuple(int(m) for m in d[key])
+        return cls(**d)
+
+
+class AugVAE(nn.Module):
+    """L-Verse's image tokenizer.
+
+    Parameters carry the official state_dict names and weight sharing (SPEC §2.8), so an
+    official checkpoint's ``state_dict`` loads with ``load_state_dict`` and the module trains
+    in an ordinary PyTorch loop: ``recon, commitment = model(x)``. ``encode``/``decode``
+    convert between images in [-1, 1] and code ids.
+    """
+
+    def __init__(self, config: AugVAEConfig | None = None, **overrides):
+        super().__init__()
+        config = config or AugVAEConfig()
+        if overrides:
+            config = dataclasses.replace(config, **overrides)
+        self.config = config
+        self._core = _native.AugVaeCore(**config.to_dict())
+        build_tree(self, self._core.param_specs())
+        # The official `embedding.update` flag: the EMA codebook moves only in train mode
+        # and while this is True.
+        self.ema_update = True
+
+    @classmethod
+    def ml(cls, **overrides) -> AugVAE:
+        """AugVAE-ML: four quantized levels (64², 32², 16², 8² at 256 px)."""
+        return cls(AugVAEConfig(), **overrides)
+
+    @classmethod
+    def sl(cls, **overrides) -> AugVAE:
+        """AugVAE-SL: the 32×32 level only, 1024 codes per 256 px image."""
+        return cls(AugVAEConfig(single_level=1), **overrides)
+
+    @property
+    def tokens_per_image(self) -> int:
+        """Number of code ids ``encode`` returns per image at the configured resolution."""
+        return self._core.tokens_per_image()
+
+    @property
+    def level_sizes(self) -> list[int]:
+        return self._core.level_sizes()
+
+    def extra_repr(self) -> str:
+        kind = "ML" if self.config.single_level is None else f"SL(level {self.config.single_level})"
+        return f"{kind}, {self.tokens_per_image} codes per {self.config.resolution}px image"
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        return named_tensors(self)
+
+    @staticmethod
+    def _require_tensor(x, what: str) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
+        return x
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, H, W) in [-1, 1] -> code ids (B, N) int64 in raster order.
+
+        SL returns its single level; ML returns every level, finest first.
+        """
+        images = self._require_tensor(images, "images")
+        return self._core.encode(self._tensors(), images)
+
+    def decode(self, ids: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        """Code ids (B, N) -> images (B, 3, H, W), the decoder's raw (unclamped) output.
+
+        ``grid`` is the (h, w) of the finest level for non-square images; square by default.
+        """
+        ids = self._require_tensor(ids, "ids")
+        return self._core.decode(self._tensors(), ids, grid)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(reconstruction, commitment loss) with the straight-through estimator.
+
+        In train mode (and while ``ema_update``) the shared EMA codebook is updated in place.
+        """
+        images = self._require_tensor(images, "images")
+        update = self.training and self.ema_update
+        return self._core.forward(self._tensors(), images, update)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes lverse's format: safetensors with the config in its metadata."""
+        save_safetensors(path, "augvae", self.config.to_dict(), self._tensors(), self._core.param_specs())
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, map_location="cpu") -> AugVAE:
+        """Loads an official PyTorch Lightning ``.ckpt`` (ML or SL) or an lverse safetensors
+        file; returns the model in eval mode."""
+        config_dict, state = load_augvae_checkpoint(path)
+        model = cls(AugVAEConfig.from_dict(config_dict))
+        model.load_checked(state, source=str(path))
+        return model.to(map_location).eval()
+
+    def load_checked(self, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
+        """``load_state_dict`` that reports every missing, unexpected and mis-shaped key in
+        one ``CheckpointError``."""
+        from .checkpoint import check_state_dict, expand_tied
+
+        specs = self._core.param_specs()
+        state = expand_tied(state, specs)
+        check_state_dict(state, specs, f"{source} does not fit {self.extra_repr()}")
+        self.load_state_dict(state, strict=True)

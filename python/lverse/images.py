@@ -1,0 +1,93 @@
+"""Images in and out of AugVAE.
+
+``load`` applies SPEC §6's evaluation preprocessing natively (RGB, resize the shorter side
+with an antialiased bilinear filter, center crop, scale to [-1, 1]); a list of files is
+decoded in parallel. ``to_pil`` clamps and rounds a tensor back to 8-bit images.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from . import _native
+
+
+
+
+def _as_uint8_array(image, index: int) -> np.ndarray:
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        if image.mode not in ("L", "RGB", "RGBA"):
+            image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+        return np.asarray(image)
+    if isinstance(image, np.ndarray):
+        if image.dtype == np.uint8:
+            return image
+        if np.issubdtype(image.dtype, np.floating):
+            if image.size and (np.nanmin(image) < 0 or np.nanmax(image) > 1 or np.isnan(image).any()):
+                raise ValueError(
+                    f"image {index}: float arrays must hold values in [0, 1], got range "
+                    f"[{np.nanmin(image)}, {np.nanmax(image)}]"
+                )
+            return np.round(image * 255).astype(np.uint8)
+        raise TypeError(f"image {index}: expected a uint8 or float array, got dtype {image.dtype}")
+    raise TypeError(
+        f"image {index}: expected a path, PIL.Image or numpy array, got {type(image).__name__}"
+    )
+
+
+def load(images, size: int = 256) -> torch.Tensor:
+    """One image or a list of images -> float32 tensor (B, 3, size, size) in [-1, 1].
+
+    Accepts file paths, PIL images and numpy arrays (H, W), (H, W, 3) or (H, W, 4), uint8 or
+    float in [0, 1]. Grayscale, palette, RGBA and 16-bit files become RGB (alpha dropped).
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"size must be a positive int, got {size!r}")
+    if isinstance(images, (str, os.PathLike, np.ndarray)) or not isinstance(images, Sequence):
+        images = [images]
+    if len(images) == 0:
+        raise ValueError("no images given")
+    paths = [i for i in images if isinstance(i, (str, os.PathLike))]
+    if len(paths) == len(images):
+        return _native.load_files([os.fspath(p) for p in paths], size)
+    if paths:
+        # Mixed input: keep the order, decode files one batch at a time.
+        parts = [load([i], size) for i in images]
+        return torch.cat(parts)
+    arrays = [_as_uint8_array(image, i) for i, image in enumerate(images)]
+    return _native.load_pixels(arrays, size)
+
+
+def to_pil(tensor: torch.Tensor):
+    """(3, H, W) or (B, 3, H, W) in [-1, 1] -> PIL image or list of PIL images (clamped,
+    rounded to the nearest 8-bit value)."""
+    from PIL import Image
+
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"expected a torch.Tensor, got {type(tensor).__name__}")
+    single = tensor.dim() == 3
+    batch = tensor.unsqueeze(0) if single else tensor
+    if batch.dim() != 4 or batch.shape[1] != 3:
+        raise ValueError(f"expected a (3, H, W) or (B, 3, H, W) tensor, got {tuple(tensor.shape)}")
+    pixels = ((batch.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    arrays = pixels.permute(0, 2, 3, 1).cpu().numpy()
+    out = [Image.fromarray(a, mode="RGB") for a in arrays]
+    return out[0] if single else out
+
+
+def psnr(reference: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB of tensors in [-1, 1], measured on [0, 1] after clamping."""
+    a = (reference.detach().float().clamp(-1, 1) + 1) / 2
+    b = (reconstruction.detach().float().clamp(-1, 1) + 1) / 2
+    mse = ((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-12)
+    return 10 * torch.log10(1.0 / mse)
+
+
+__all__ = ["load", "to_pil", "psnr"]
+

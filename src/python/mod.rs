@@ -1,0 +1,24 @@
+//! The binding layer: converts arguments, releases the GIL around native work and maps
+//! core errors to Python exceptions. No model logic lives here.
+
+mod augvae;
+mod errors;
+mod images;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<augvae::PyAugVaeCore>()?;
+    m.add_function(wrap_pyfunction!(images::load_files, m)?)?;
+    m.add_function(wrap_pyfunction!(images::load_pixels, m)?)?;
+    m.add_function(wrap_pyfunction!(rayon_threads, m)?)?;
+    Ok(())
+}
+
+/// Number of threads in the rayon pool used for parallel image decoding.
+#[pyfunction]
+fn rayon_threads() -> usize {
+    rayon::current_num_threads()
+}
