@@ -1,9 +1,8 @@
 //! Image loading and the evaluation preprocessing of SPEC §6: RGB, resize the shorter side
-//! to `size` (bilinear, antialiased like PIL), center crop, scale to [-1, 1]. Files decode in
+//! to `size` (PIL's antialiased bilinear, see `resample`), center crop, scale to [-1, 1]. Files decode in
 //! parallel on rayon's pool.
 
 use crate::error::{Error, Result};
-use image::imageops::FilterType;
 use image::{DynamicImage, RgbImage};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -46,12 +45,13 @@ pub fn preprocess(image: &RgbImage, size: u32) -> Result<Vec<f32>> {
     let source = if (new_w, new_h) == (width, height) {
         image
     } else {
-        resized = image::imageops::resize(image, new_w, new_h, FilterType::Triangle);
+        resized = crate::resample::resize_bilinear(image, new_w, new_h);
         &resized
     };
-    // torchvision's CenterCrop: offset = round((side - size) / 2).
-    let top = ((new_h - size) as f64 / 2.0).round() as u32;
-    let left = ((new_w - size) as f64 / 2.0).round() as u32;
+    // torchvision's CenterCrop: offset = round((side - size) / 2) with Python's rounding,
+    // which sends halves to the even neighbour (10.5 -> 10).
+    let top = ((new_h - size) as f64 / 2.0).round_ties_even() as u32;
+    let left = ((new_w - size) as f64 / 2.0).round_ties_even() as u32;
     let plane = (size * size) as usize;
     let mut chw = vec![0f32; 3 * plane];
     for y in 0..size {

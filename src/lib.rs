@@ -7,6 +7,7 @@ pub mod augvae;
 pub mod error;
 pub mod image_io;
 pub mod params;
+pub mod resample;
 pub mod vq;
 
 #[cfg(feature = "python")]

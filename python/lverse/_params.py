@@ -14,7 +14,24 @@ from torch import nn
 
 
 class ParamNode(nn.Module):
-    """A container in the parameter tree (e.g. ``encoders.0.down.1``); holds no logic."""
+    """A container in the parameter tree (e.g. ``encoders.0.down.1``); holds no logic.
+
+    Numbered children index like an ``nn.ModuleList``: ``model.encoders[0].down[1]``.
+    """
+
+    def __getitem__(self, index: int) -> nn.Module:
+        if isinstance(index, int) and index < 0:
+            index += len(self)
+        try:
+            return self._modules[str(index)]
+        except KeyError:
+            raise IndexError(f"index {index} out of range for {len(self)} children") from None
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
 
 
 def _initial_value(shape, init: str, arg: str, created: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -1,0 +1,138 @@
+"""lverse.images: native loading and preprocessing against a PIL pipeline."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lverse import ImageError, images
+
+
+def pil_reference(img: Image.Image, size: int) -> torch.Tensor:
+    """torchvision's eval transform written with PIL: Resize(size) bilinear, CenterCrop."""
+    img = img.convert("RGB")
+    w, h = img.size
+    if w <= h:
+        new = (size, int(size * h / w))
+    else:
+        new = (int(size * w / h), size)
+    img = img.resize(new, Image.BILINEAR)
+    left = int(round((new[0] - size) / 2.0))
+    top = int(round((new[1] - size) / 2.0))
+    img = img.crop((left, top, left + size, top + size))
+    x = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 255
+    return x * 2 - 1
+
+
+@pytest.fixture
+def photo():
+    # A smooth image with some edges, 120x90, so both resizing and cropping happen.
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:90, 0:120]
+    base = np.stack([xx * 2, yy * 2.5, (xx + yy)], -1) % 256
+    base[30:60, 40:80] = rng.integers(0, 256, 3)
+    return Image.fromarray(base.astype(np.uint8))
+
+
+def test_file_matches_pil_pipeline(tmp_path, photo):
+    path = tmp_path / "photo.png"
+    photo.save(path)
+    x = images.load(path, size=64)
+    assert x.shape == (1, 3, 64, 64) and x.dtype == torch.float32
+    ref = pil_reference(photo, 64)
+    diff = (x[0] - ref).abs()
+    # Both are antialiased bilinear (triangle) filters; PIL rounds in fixed point.
+    assert diff.max() <= 2.01 / 255  # at most one 8-bit level (2/255 in [-1, 1] units)
+    assert diff.mean() < 0.1 / 255
+    assert x.min() >= -1 and x.max() <= 1
+
+
+def test_no_resize_is_exact(tmp_path):
+    arr = np.random.default_rng(1).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    path = tmp_path / "exact.png"
+    Image.fromarray(arr).save(path)
+    x = images.load(str(path), size=32)
+    expected = torch.from_numpy(arr[:, 8:40]).permute(2, 0, 1).float() / 255 * 2 - 1
+    assert torch.allclose(x[0], expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "I;16", "LA", "CMYK"])
+def test_modes_become_rgb(tmp_path, photo, mode):
+    if mode == "I;16":
+        img = Image.fromarray(np.asarray(photo.convert("L")).astype(np.uint16) * 257)
+    else:
+        img = photo.convert(mode)
+    path = tmp_path / f"img.{'jpg' if mode == 'CMYK' else 'png'}"
+    img.save(path)
+    x = images.load(path, size=16)
+    assert x.shape == (1, 3, 16, 16)
+    if mode in ("L", "I;16", "LA"):
+        assert torch.allclose(x[0, 0], x[0, 1]) and torch.allclose(x[0, 1], x[0, 2])
+
+
+def test_batch_of_files_equals_one_by_one(tmp_path, photo):
+    paths = []
+    for i in range(5):
+        p = tmp_path / f"{i}.png"
+        photo.rotate(i * 30).save(p)
+        paths.append(p)
+    batch = images.load(paths, size=24)
+    singles = torch.cat([images.load(p, size=24) for p in paths])
+    assert torch.equal(batch, singles)
+
+
+def test_arrays_and_pil_match_files(tmp_path, photo):
+    path = tmp_path / "p.png"
+    photo.save(path)
+    from_file = images.load(path, size=32)
+    assert torch.equal(images.load(photo, size=32), from_file)
+    assert torch.equal(images.load(np.asarray(photo), size=32), from_file)
+    as_float = np.asarray(photo).astype(np.float32) / 255
+    assert torch.equal(images.load(as_float, size=32), from_file)
+    mixed = images.load([photo, path], size=32)
+    assert torch.equal(mixed, torch.cat([from_file, from_file]))
+
+
+def test_to_pil_round_trip():
+    arr = np.random.default_rng(2).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    x = torch.from_numpy(arr).permute(2, 0, 1).float() / 255 * 2 - 1
+    out = images.to_pil(x)
+    assert np.array_equal(np.asarray(out), arr)
+    clamped = images.to_pil(torch.full((2, 3, 4, 4), 7.0))
+    assert len(clamped) == 2 and np.asarray(clamped[0]).min() == 255
+
+
+def test_corrupt_and_truncated_files(tmp_path, photo):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    with pytest.raises(ImageError, match="cannot decode image .*bad.png"):
+        images.load(bad)
+    good = tmp_path / "good.jpg"
+    photo.save(good)
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(ImageError, match="cut.jpg"):
+        images.load([good, cut])
+    text = tmp_path / "notes.png"
+    text.write_text("hello")
+    with pytest.raises(ValueError, match="notes.png"):  # ImageError is a ValueError
+        images.load(text)
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        images.load(tmp_path / "missing.png")
+    with pytest.raises(ValueError, match="size must be a positive int"):
+        images.load(np.zeros((4, 4, 3), np.uint8), size=0)
+    with pytest.raises(ValueError, match=r"expected 1 \(gray\), 3 \(RGB\) or 4 \(RGBA\) channels, got 2"):
+        images.load(np.zeros((4, 4, 2), np.uint8))
+    with pytest.raises(ValueError, match=r"float arrays must hold values in \[0, 1\]"):
+        images.load(np.full((4, 4, 3), 2.0))
+    with pytest.raises(TypeError, match="expected a uint8 or float array, got dtype int64"):
+        images.load(np.zeros((4, 4, 3), np.int64))
+    with pytest.raises(TypeError, match="expected a path, PIL.Image or numpy array, got int"):
+        images.load([3])
+    with pytest.raises(ValueError, match="no images given"):
+        images.load([])
+    with pytest.raises(ValueError, match=r"got \(2, 4, 4\)"):
+        images.to_pil(torch.zeros(2, 4, 4))
