@@ -22,6 +22,8 @@ pub enum Error {
     Io(String),
     /// An error raised inside libtorch: maps to `RuntimeError`.
     Torch(String),
+    /// A Python callback (e.g. a progress hook) raised: maps to `RuntimeError`.
+    Callback(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -36,7 +38,8 @@ impl fmt::Display for Error {
             | Error::NotFound(m)
             | Error::Image(m)
             | Error::Io(m)
-            | Error::Torch(m) => m,
+            | Error::Torch(m)
+            | Error::Callback(m) => m,
         };
         f.write_str(message)
     }

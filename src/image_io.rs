@@ -12,7 +12,9 @@ use tch::Tensor;
 /// (alpha is dropped, as PIL's `convert("RGB")` does).
 pub fn read_rgb(path: &Path) -> Result<RgbImage> {
     let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => Error::NotFound(format!("image file not found: {}", path.display())),
+        std::io::ErrorKind::NotFound => {
+            Error::NotFound(format!("image file not found: {}", path.display()))
+        }
         _ => Error::Io(format!("cannot read image {}: {e}", path.display())),
     })?;
     let decoded = image::load_from_memory(&bytes)
@@ -35,7 +37,9 @@ fn resized_dims(width: u32, height: u32, size: u32) -> (u32, u32) {
 pub fn preprocess(image: &RgbImage, size: u32) -> Result<Vec<f32>> {
     let (width, height) = image.dimensions();
     if width == 0 || height == 0 {
-        return Err(Error::Image(format!("image has an empty side: {width}x{height}")));
+        return Err(Error::Image(format!(
+            "image has an empty side: {width}x{height}"
+        )));
     }
     if size == 0 {
         return Err(Error::Value("size must be >= 1".into()));
@@ -88,16 +92,19 @@ pub fn from_pixels(pixels: &[u8], height: u32, width: u32, channels: u32) -> Res
             pixels.len()
         )));
     }
-    let dynamic = match channels {
-        1 => image::GrayImage::from_raw(width, height, pixels.to_vec()).map(DynamicImage::ImageLuma8),
-        3 => RgbImage::from_raw(width, height, pixels.to_vec()).map(DynamicImage::ImageRgb8),
-        4 => image::RgbaImage::from_raw(width, height, pixels.to_vec()).map(DynamicImage::ImageRgba8),
-        other => {
-            return Err(Error::Shape(format!(
-                "expected 1 (gray), 3 (RGB) or 4 (RGBA) channels, got {other}"
-            )))
-        }
-    };
+    let dynamic =
+        match channels {
+            1 => image::GrayImage::from_raw(width, height, pixels.to_vec())
+                .map(DynamicImage::ImageLuma8),
+            3 => RgbImage::from_raw(width, height, pixels.to_vec()).map(DynamicImage::ImageRgb8),
+            4 => image::RgbaImage::from_raw(width, height, pixels.to_vec())
+                .map(DynamicImage::ImageRgba8),
+            other => {
+                return Err(Error::Shape(format!(
+                    "expected 1 (gray), 3 (RGB) or 4 (RGBA) channels, got {other}"
+                )))
+            }
+        };
     dynamic
         .map(|d| d.to_rgb8())
         .ok_or_else(|| Error::Shape("pixel buffer does not match its dimensions".into()))

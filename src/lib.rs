@@ -4,10 +4,12 @@
 //! enabled by maturin, adds the binding layer.
 
 pub mod augvae;
+pub mod biart;
 pub mod error;
 pub mod image_io;
 pub mod params;
 pub mod resample;
+pub mod sampling;
 pub mod vq;
 
 #[cfg(feature = "python")]

@@ -200,7 +200,10 @@ impl<'t, 'a> Path<'t, 'a> {
 /// The floating dtype shared by all parameters of a loaded model (mixing dtypes inside one
 /// model is a user error that libtorch would report far from its cause).
 pub fn common_kind(tensors: &TensorMap) -> Result<Kind> {
-    let mut kinds: Vec<(Kind, &str)> = tensors.iter().map(|(n, t)| (t.kind(), n.as_str())).collect();
+    let mut kinds: Vec<(Kind, &str)> = tensors
+        .iter()
+        .map(|(n, t)| (t.kind(), n.as_str()))
+        .collect();
     kinds.sort_by_key(|(_, n)| n.to_string());
     let Some(&(first, first_name)) = kinds.first() else {
         return Err(Error::Checkpoint("the model has no parameters".into()));

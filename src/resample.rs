@@ -86,7 +86,11 @@ fn vertical(src: &RgbImage, out_h: u32) -> RgbImage {
 /// Resizes like PIL's BILINEAR; a pass whose size does not change is skipped, as in PIL.
 pub fn resize_bilinear(src: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
     let (in_w, in_h) = src.dimensions();
-    let stage = if out_w != in_w { horizontal(src, out_w) } else { src.clone() };
+    let stage = if out_w != in_w {
+        horizontal(src, out_w)
+    } else {
+        src.clone()
+    };
     if out_h != in_h {
         vertical(&stage, out_h)
     } else {

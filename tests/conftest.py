@@ -1,7 +1,6 @@
+import lverse
 import pytest
 import torch
-
-import lverse
 
 from .reference_augvae import ReferenceAugVAE
 

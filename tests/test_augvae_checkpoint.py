@@ -2,10 +2,9 @@
 
 import argparse
 
+import lverse
 import pytest
 import torch
-
-import lverse
 from lverse import AugVAE, CheckpointError
 
 from .conftest import SMALL, make_pair

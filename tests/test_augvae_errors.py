@@ -1,9 +1,8 @@
 """Bad input reaches Python as a clear exception, never a panic or a crash."""
 
+import lverse
 import pytest
 import torch
-
-import lverse
 
 from .conftest import SMALL, make_pair
 

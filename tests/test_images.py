@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
 from lverse import ImageError, images
+from PIL import Image
 
 
 def pil_reference(img: Image.Image, size: int) -> torch.Tensor:

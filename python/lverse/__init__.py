@@ -10,6 +10,7 @@ import torch  # noqa: F401
 
 from . import _native, images
 from .augvae import AugVAE, AugVAEConfig
+from .biart import BiART, BiARTConfig
 from .errors import CheckpointError, ImageError, LverseError
 
 __version__ = _native.__version__
@@ -17,6 +18,8 @@ __version__ = _native.__version__
 __all__ = [
     "AugVAE",
     "AugVAEConfig",
+    "BiART",
+    "BiARTConfig",
     "CheckpointError",
     "ImageError",
     "LverseError",

@@ -27,6 +27,10 @@ class ParamNode(nn.Module):
         except KeyError:
             raise IndexError(f"index {index} out of range for {len(self)} children") from None
 
+    def extra_repr(self) -> str:
+        own = list(self._parameters.items()) + list(self._buffers.items())
+        return ", ".join(f"{name}: {tuple(t.shape)}" for name, t in own if t is not None)
+
     def __len__(self) -> int:
         return len(self._modules)
 

@@ -16,6 +16,7 @@ from .errors import CheckpointError
 
 FORMAT_KEY = "lverse.format"
 CONFIG_KEY = "lverse.config"
+EXTRA_KEY = "lverse.extra"
 
 
 def _sniff(path: Path) -> str:
@@ -49,6 +50,11 @@ def _torch_load(path: Path) -> object:
 
 
 def _read_safetensors(path: Path, kind: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    config, state, _ = _read_safetensors_extra(path, kind)
+    return config, state
+
+
+def _read_safetensors_extra(path: Path, kind: str) -> tuple[dict, dict, dict]:
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -67,11 +73,14 @@ def _read_safetensors(path: Path, kind: str) -> tuple[dict, dict[str, torch.Tens
         config = json.loads(metadata[CONFIG_KEY])
     except (KeyError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{path} has no readable {CONFIG_KEY} metadata") from err
-    return config, state
+    extra = json.loads(metadata[EXTRA_KEY]) if EXTRA_KEY in metadata else {}
+    return config, state, extra
 
 
-def save_safetensors(path, kind: str, config: dict, tensors: dict, specs) -> None:
-    """Writes each tensor once (tied names are restored from the config on load)."""
+def save_safetensors(path, kind: str, config: dict, tensors: dict, specs,
+                     extra: dict | None = None) -> None:
+    """Writes each tensor once (tied names are restored from the config on load); ``extra``
+    is JSON-able metadata (e.g. a token layout and tokenizer) stored beside the config."""
     from safetensors.torch import save_file
 
     tied = {spec[0] for spec in specs if spec[6] is not None}
@@ -81,6 +90,8 @@ def save_safetensors(path, kind: str, config: dict, tensors: dict, specs) -> Non
         if name not in tied
     }
     metadata = {FORMAT_KEY: kind, CONFIG_KEY: json.dumps(config)}
+    if extra:
+        metadata[EXTRA_KEY] = json.dumps(extra)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_file(state, str(path), metadata=metadata)
 
@@ -172,3 +183,14 @@ def check_state_dict(state: dict, specs, what: str) -> None:
     problems += [f"unexpected {name} {tuple(state[name].shape)}" for name in state if name not in expected]
     if problems:
         raise CheckpointError(f"{what}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+
+
+def load_biart_checkpoint(path) -> tuple[dict, dict[str, torch.Tensor], dict]:
+    """(config, state dict, extra metadata) of an lverse BiART safetensors file."""
+    path = Path(os.fspath(path))
+    if _sniff(path) != "safetensors":
+        raise CheckpointError(
+            f"{path} is not an lverse BiART checkpoint (expected a .safetensors file written "
+            "by BiART.save; no BiART weights were ever published in another format)"
+        )
+    return _read_safetensors_extra(path, "biart")

@@ -16,8 +16,6 @@ import torch
 from . import _native
 
 
-
-
 def _as_uint8_array(image, index: int) -> np.ndarray:
     from PIL import Image
 

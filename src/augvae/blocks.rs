@@ -15,7 +15,11 @@ impl Conv2d {
     pub fn new(p: &Path, c_in: i64, c_out: i64, kernel: i64, stride: i64, padding: i64) -> Self {
         let fan_in = c_in * kernel * kernel;
         Conv2d {
-            weight: p.param("weight", &[c_out, c_in, kernel, kernel], Init::UniformFanIn(fan_in)),
+            weight: p.param(
+                "weight",
+                &[c_out, c_in, kernel, kernel],
+                Init::UniformFanIn(fan_in),
+            ),
             bias: p.param("bias", &[c_out], Init::UniformFanIn(fan_in)),
             stride,
             padding,
@@ -64,7 +68,13 @@ impl GroupNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.f_group_norm(self.groups, Some(&self.weight), Some(&self.bias), 1e-6, true)?)
+        Ok(x.f_group_norm(
+            self.groups,
+            Some(&self.weight),
+            Some(&self.bias),
+            1e-6,
+            true,
+        )?)
     }
 }
 
@@ -88,7 +98,8 @@ impl ResnetBlock {
             conv1: Conv2d::new(&p.sub("conv1"), c_in, c_out, 3, 1, 1),
             norm2: GroupNorm::new(&p.sub("norm2"), c_out, groups),
             conv2: Conv2d::new(&p.sub("conv2"), c_out, c_out, 3, 1, 1),
-            nin_shortcut: (c_in != c_out).then(|| Conv2d::new(&p.sub("nin_shortcut"), c_in, c_out, 1, 1, 0)),
+            nin_shortcut: (c_in != c_out)
+                .then(|| Conv2d::new(&p.sub("nin_shortcut"), c_in, c_out, 1, 1, 0)),
         }
     }
 
@@ -135,7 +146,8 @@ impl Upsample {
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (h, w) = (x.size()[2], x.size()[3]);
-        self.conv.forward(&x.f_upsample_nearest2d([h * 2, w * 2], Some(2.0), Some(2.0))?)
+        self.conv
+            .forward(&x.f_upsample_nearest2d([h * 2, w * 2], Some(2.0), Some(2.0))?)
     }
 }
 
@@ -163,11 +175,20 @@ impl AttnBlock {
         let size = x.size();
         let (b, c, h, w) = (size[0], size[1], size[2], size[3]);
         let normed = self.norm.forward(x)?;
-        let q = self.q.forward(&normed)?.f_reshape([b, c, h * w])?.f_permute([0, 2, 1])?;
+        let q = self
+            .q
+            .forward(&normed)?
+            .f_reshape([b, c, h * w])?
+            .f_permute([0, 2, 1])?;
         let k = self.k.forward(&normed)?.f_reshape([b, c, h * w])?;
         let v = self.v.forward(&normed)?.f_reshape([b, c, h * w])?;
-        let weights = q.f_bmm(&k)?.f_mul_scalar((c as f64).powf(-0.5))?.f_softmax(2, None::<tch::Kind>)?;
-        let attended = v.f_bmm(&weights.f_permute([0, 2, 1])?)?.f_reshape([b, c, h, w])?;
+        let weights = q
+            .f_bmm(&k)?
+            .f_mul_scalar((c as f64).powf(-0.5))?
+            .f_softmax(2, None::<tch::Kind>)?;
+        let attended = v
+            .f_bmm(&weights.f_permute([0, 2, 1])?)?
+            .f_reshape([b, c, h, w])?;
         Ok(x.f_add(&self.proj_out.forward(&attended)?)?)
     }
 }

@@ -79,7 +79,10 @@ impl AugVaeConfig {
                 return Err(Error::Value(format!("{name} must be >= 1, got {value}")));
             }
         }
-        for (name, mult) in [("ch_mult", &self.ch_mult), ("inner_ch_mult", &self.inner_ch_mult)] {
+        for (name, mult) in [
+            ("ch_mult", &self.ch_mult),
+            ("inner_ch_mult", &self.inner_ch_mult),
+        ] {
             if mult.is_empty() || mult.iter().any(|&m| m < 1) {
                 return Err(Error::Value(format!(
                     "{name} must be a non-empty list of positive integers, got {mult:?}"
@@ -107,8 +110,10 @@ impl AugVaeConfig {
             }
         }
         let mut res = self.resolution;
-        let factors = std::iter::once(self.ch_mult.len())
-            .chain(std::iter::repeat_n(self.inner_ch_mult.len(), self.levels - 1));
+        let factors = std::iter::once(self.ch_mult.len()).chain(std::iter::repeat_n(
+            self.inner_ch_mult.len(),
+            self.levels - 1,
+        ));
         for (level, n) in factors.enumerate() {
             let factor = 1i64 << (n - 1);
             if res % factor != 0 || res / factor < 1 {
@@ -145,7 +150,10 @@ impl AugVaeConfig {
     /// Codes per image (1024 for SL at 256 px, 5440 for ML).
     pub fn tokens_per_image(&self) -> i64 {
         let sizes = self.level_sizes();
-        self.token_levels().iter().map(|&l| sizes[l] * sizes[l]).sum()
+        self.token_levels()
+            .iter()
+            .map(|&l| sizes[l] * sizes[l])
+            .sum()
     }
 
     /// Encoders present: all levels for ML, levels 0..=j for SL.

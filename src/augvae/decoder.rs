@@ -40,7 +40,9 @@ impl Decoder {
         let conv_in = Conv2d::new(&p.sub("conv_in"), s.in_channels, block_in, 3, 1, 1);
         let mid = p.sub("mid");
         let mid_block_1 = ResnetBlock::new(&mid.sub("block_1"), block_in, block_in, groups);
-        let mid_attn_1 = s.use_attn.then(|| AttnBlock::new(&mid.sub("attn_1"), block_in, groups));
+        let mid_attn_1 = s
+            .use_attn
+            .then(|| AttnBlock::new(&mid.sub("attn_1"), block_in, groups));
         let mid_block_2 = ResnetBlock::new(&mid.sub("block_2"), block_in, block_in, groups);
         let mut up: Vec<UpLevel> = Vec::with_capacity(levels);
         for level in (0..levels).rev() {
@@ -51,7 +53,12 @@ impl Decoder {
             let mut blocks = Vec::new();
             let mut attns = Vec::new();
             for i in 0..=s.num_res_blocks {
-                blocks.push(ResnetBlock::new(&lp.sub("block").sub(i), block_in, block_out, groups));
+                blocks.push(ResnetBlock::new(
+                    &lp.sub("block").sub(i),
+                    block_in,
+                    block_out,
+                    groups,
+                ));
                 block_in = block_out;
                 if with_attn {
                     attns.push(AttnBlock::new(&lp.sub("attn").sub(i), block_in, groups));

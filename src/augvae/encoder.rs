@@ -47,13 +47,19 @@ impl Encoder {
             // which is always the last (coarsest) level of an encoder.
             let with_attn = s.use_attn && level == levels - 1;
             for i in 0..s.num_res_blocks {
-                blocks.push(ResnetBlock::new(&lp.sub("block").sub(i), block_in, block_out, groups));
+                blocks.push(ResnetBlock::new(
+                    &lp.sub("block").sub(i),
+                    block_in,
+                    block_out,
+                    groups,
+                ));
                 block_in = block_out;
                 if with_attn {
                     attns.push(AttnBlock::new(&lp.sub("attn").sub(i), block_in, groups));
                 }
             }
-            let downsample = (level != levels - 1).then(|| Downsample::new(&lp.sub("downsample"), block_in));
+            let downsample =
+                (level != levels - 1).then(|| Downsample::new(&lp.sub("downsample"), block_in));
             down.push(DownLevel {
                 blocks,
                 attns,
@@ -65,7 +71,9 @@ impl Encoder {
             conv_in,
             down,
             mid_block_1: ResnetBlock::new(&mid.sub("block_1"), block_in, block_in, groups),
-            mid_attn_1: s.use_attn.then(|| AttnBlock::new(&mid.sub("attn_1"), block_in, groups)),
+            mid_attn_1: s
+                .use_attn
+                .then(|| AttnBlock::new(&mid.sub("attn_1"), block_in, groups)),
             mid_block_2: ResnetBlock::new(&mid.sub("block_2"), block_in, block_in, groups),
             norm_out: GroupNorm::new(&p.sub("norm_out"), block_in, groups),
             conv_out: Conv2d::new(&p.sub("conv_out"), block_in, s.z_channels, 3, 1, 1),

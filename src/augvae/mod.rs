@@ -9,3 +9,6 @@ pub mod quantizer;
 
 pub use config::AugVaeConfig;
 pub use model::{AugVae, Reconstruction};
+
+#[cfg(test)]
+mod tests;

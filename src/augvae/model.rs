@@ -53,7 +53,11 @@ impl AugVae {
                 let shape = EncoderShape {
                     in_channels: if k == 0 { c.in_channels } else { c.z_channels },
                     hidden_dim: c.hidden_dim,
-                    ch_mult: if k == 0 { c.ch_mult.clone() } else { c.inner_ch_mult.clone() },
+                    ch_mult: if k == 0 {
+                        c.ch_mult.clone()
+                    } else {
+                        c.inner_ch_mult.clone()
+                    },
                     num_res_blocks: c.num_res_blocks,
                     z_channels: c.z_channels,
                     use_attn: c.use_attn,
@@ -91,10 +95,18 @@ impl AugVae {
             .map(|(index, ml_index)| {
                 let last = ml_index == c.levels - 1;
                 let shape = DecoderShape {
-                    in_channels: if ml_index == 0 { c.z_channels } else { 2 * c.z_channels },
+                    in_channels: if ml_index == 0 {
+                        c.z_channels
+                    } else {
+                        2 * c.z_channels
+                    },
                     out_channels: if last { c.out_channels } else { c.z_channels },
                     hidden_dim: c.hidden_dim,
-                    ch_mult: if last { c.ch_mult.clone() } else { c.inner_ch_mult.clone() },
+                    ch_mult: if last {
+                        c.ch_mult.clone()
+                    } else {
+                        c.inner_ch_mult.clone()
+                    },
                     num_res_blocks: c.num_res_blocks,
                     use_attn: c.use_attn,
                     groups,
@@ -104,7 +116,16 @@ impl AugVae {
             .collect();
         let connectors = match c.single_level {
             Some(j) => (0..=j)
-                .map(|i| Conv2d::new(&p.sub("connectors").sub(i), c.z_channels, 2 * c.z_channels, 1, 1, 0))
+                .map(|i| {
+                    Conv2d::new(
+                        &p.sub("connectors").sub(i),
+                        c.z_channels,
+                        2 * c.z_channels,
+                        1,
+                        1,
+                        0,
+                    )
+                })
                 .collect(),
             None => Vec::new(),
         };
@@ -165,7 +186,8 @@ impl AugVae {
                 device
             )));
         }
-        let factor = self.config.resolution / self.config.level_sizes()[self.config.num_encoders() - 1];
+        let factor =
+            self.config.resolution / self.config.level_sizes()[self.config.num_encoders() - 1];
         if size[2] % factor != 0 || size[3] % factor != 0 || size[2] == 0 || size[3] == 0 {
             return Err(Error::Shape(format!(
                 "image height and width must be positive multiples of {factor}, got {}x{}",
@@ -222,14 +244,23 @@ impl AugVae {
     fn level_grids(&self, ids: &Tensor, grid: Option<(i64, i64)>) -> Result<Vec<(i64, i64)>> {
         let size = ids.size();
         if size.len() != 2 {
-            return Err(Error::Shape(format!("expected ids of shape (B, N), got {size:?}")));
+            return Err(Error::Shape(format!(
+                "expected ids of shape (B, N), got {size:?}"
+            )));
         }
         if ids.kind() != Kind::Int64 {
-            return Err(Error::Kind(format!("expected int64 ids, got {:?}", ids.kind())));
+            return Err(Error::Kind(format!(
+                "expected int64 ids, got {:?}",
+                ids.kind()
+            )));
         }
         let device = self.quantizers[0].codebook().device();
         if ids.device() != device {
-            return Err(Error::Kind(format!("ids are on {:?} but the model is on {:?}", ids.device(), device)));
+            return Err(Error::Kind(format!(
+                "ids are on {:?} but the model is on {:?}",
+                ids.device(),
+                device
+            )));
         }
         let sizes = self.config.level_sizes();
         let levels = self.config.token_levels();
@@ -257,7 +288,9 @@ impl AugVae {
             let k = self.config.num_tokens;
             if low < 0 || high >= k {
                 let bad = if low < 0 { low } else { high };
-                return Err(Error::Value(format!("code id {bad} is outside the codebook range [0, {k})")));
+                return Err(Error::Value(format!(
+                    "code id {bad} is outside the codebook range [0, {k})"
+                )));
             }
         }
         Ok(grids)
@@ -295,16 +328,23 @@ impl AugVae {
         let mut codes = Vec::with_capacity(features.len());
         let mut commitment: Option<Tensor> = None;
         for (level, h) in features.iter().enumerate() {
-            let quantized = self.quantizers[level].forward(&self.pre_quants[level].forward(h)?, update_ema)?;
+            let quantized =
+                self.quantizers[level].forward(&self.pre_quants[level].forward(h)?, update_ema)?;
             commitment = Some(match commitment {
                 None => quantized.commitment,
                 Some(total) => total.f_add(&quantized.commitment)?,
             });
             codes.push(quantized.codes);
         }
-        let kept: Vec<Tensor> = self.config.token_levels().iter().map(|&l| codes[l].shallow_clone()).collect();
+        let kept: Vec<Tensor> = self
+            .config
+            .token_levels()
+            .iter()
+            .map(|&l| codes[l].shallow_clone())
+            .collect();
         let image = self.decode_codes(&kept)?;
-        let commitment = commitment.ok_or_else(|| Error::Value("the model has no encoder".into()))?;
+        let commitment =
+            commitment.ok_or_else(|| Error::Value("the model has no encoder".into()))?;
         Ok(Reconstruction { image, commitment })
     }
 }

@@ -27,7 +27,15 @@ pub struct Quantized {
 
 impl EmaQuantizer {
     /// `tie_to` names the level-0 quantizer whose tensors this one shares.
-    pub fn new(p: &Path, num_tokens: i64, dim: i64, beta: f64, decay: f64, eps: f64, tie_to: Option<&Path>) -> Self {
+    pub fn new(
+        p: &Path,
+        num_tokens: i64,
+        dim: i64,
+        beta: f64,
+        decay: f64,
+        eps: f64,
+        tie_to: Option<&Path>,
+    ) -> Self {
         let e = p.sub("embedding");
         let tied = |name: &str| tie_to.map(|t| t.sub("embedding").full_name(name));
         let var = |name: &'static str, shape: &[i64], init: Init| {
@@ -42,7 +50,11 @@ impl EmaQuantizer {
         };
         let weight = var("weight", &[num_tokens, dim], Init::Normal(1.0));
         let cluster_size = var("cluster_size", &[num_tokens], Init::Zeros);
-        let embed_avg = var("embed_avg", &[num_tokens, dim], Init::CopyOf(e.full_name("weight")));
+        let embed_avg = var(
+            "embed_avg",
+            &[num_tokens, dim],
+            Init::CopyOf(e.full_name("weight")),
+        );
         EmaQuantizer {
             weight,
             cluster_size,
@@ -81,7 +93,8 @@ impl EmaQuantizer {
             let _guard = tch::no_grad_guard();
             vq::nearest_reference(&flat, &self.weight)?
         };
-        let looked_up = Tensor::f_embedding(&self.weight, &ids, -1, false, false)?.f_view([b, h, w, d])?;
+        let looked_up =
+            Tensor::f_embedding(&self.weight, &ids, -1, false, false)?.f_view([b, h, w, d])?;
         if update_ema {
             self.ema_update(&flat.f_detach()?, &ids)?;
         }
@@ -122,7 +135,8 @@ impl EmaQuantizer {
         }
         let ones = Tensor::f_ones([ids.size()[0]], (kind, device))?;
         let counts = Tensor::f_zeros([k], (kind, device))?.f_index_add(0, ids, &ones)?;
-        let sums = Tensor::f_zeros([k, flat.size()[1]], (kind, device))?.f_index_add(0, ids, flat)?;
+        let sums =
+            Tensor::f_zeros([k, flat.size()[1]], (kind, device))?.f_index_add(0, ids, flat)?;
         let keep = self.decay;
         let mut cluster_size = self.cluster_size.shallow_clone();
         let mut embed_avg = self.embed_avg.shallow_clone();

@@ -2,25 +2,15 @@
 //! configuration; the Python module owns the tensors and passes them in on every call, so
 //! `.to()`, `load_state_dict` and optimizers never leave the two sides out of step.
 
+use super::specs::{to_tuples, unwrap, Params, SpecTuple};
 use crate::augvae::{AugVae, AugVaeConfig};
-use crate::params::{Init, TensorMap};
 use pyo3::prelude::*;
 use pyo3_tch::PyTensor;
-use std::collections::HashMap;
 
 #[pyclass(name = "AugVaeCore", module = "lverse._native", frozen)]
 pub struct PyAugVaeCore {
     config: AugVaeConfig,
 }
-
-type Params = HashMap<String, PyTensor>;
-
-fn unwrap(params: Params) -> TensorMap {
-    params.into_iter().map(|(name, t)| (name, t.0)).collect()
-}
-
-/// One parameter as Python sees it: (name, shape, init, init_arg, trainable, buffer, tied_to).
-type SpecTuple = (String, Vec<i64>, &'static str, String, bool, bool, Option<String>);
 
 #[pymethods]
 impl PyAugVaeCore {
@@ -74,21 +64,7 @@ impl PyAugVaeCore {
     /// Every parameter of the architecture with its official name, shape, initialiser
     /// and weight tying, in registration order.
     fn param_specs(&self) -> PyResult<Vec<SpecTuple>> {
-        let specs = AugVae::param_specs(&self.config)?;
-        Ok(specs
-            .into_iter()
-            .map(|s| {
-                let (kind, arg) = match s.init {
-                    Init::UniformFanIn(fan_in) => ("uniform_fan_in", fan_in.to_string()),
-                    Init::Normal(std) => ("normal", std.to_string()),
-                    Init::Ones => ("ones", String::new()),
-                    Init::Zeros => ("zeros", String::new()),
-                    Init::CopyOf(name) => ("copy_of", name),
-                    Init::LowerTriangular => ("lower_triangular", String::new()),
-                };
-                (s.name, s.shape, kind, arg, s.trainable, s.buffer, s.tied_to)
-            })
-            .collect())
+        Ok(to_tuples(AugVae::param_specs(&self.config)?))
     }
 
     /// Side of each quantized level's grid, fine to coarse.
@@ -104,22 +80,40 @@ impl PyAugVaeCore {
     /// Images (B, C, H, W) to code ids (B, N).
     fn encode(&self, py: Python<'_>, params: Params, images: PyTensor) -> PyResult<PyTensor> {
         let tensors = unwrap(params);
-        let ids = py.allow_threads(move || AugVae::from_tensors(&self.config, &tensors)?.encode(&images.0))?;
+        let ids = py.allow_threads(move || {
+            AugVae::from_tensors(&self.config, &tensors)?.encode(&images.0)
+        })?;
         Ok(PyTensor(ids))
     }
 
     /// Code ids (B, N) to images (B, C, H, W); `grid` = (h, w) of the finest level.
     #[pyo3(signature = (params, ids, grid=None))]
-    fn decode(&self, py: Python<'_>, params: Params, ids: PyTensor, grid: Option<(i64, i64)>) -> PyResult<PyTensor> {
+    fn decode(
+        &self,
+        py: Python<'_>,
+        params: Params,
+        ids: PyTensor,
+        grid: Option<(i64, i64)>,
+    ) -> PyResult<PyTensor> {
         let tensors = unwrap(params);
-        let images = py.allow_threads(move || AugVae::from_tensors(&self.config, &tensors)?.decode(&ids.0, grid))?;
+        let images = py.allow_threads(move || {
+            AugVae::from_tensors(&self.config, &tensors)?.decode(&ids.0, grid)
+        })?;
         Ok(PyTensor(images))
     }
 
     /// The training forward: (reconstruction, commitment loss).
-    fn forward(&self, py: Python<'_>, params: Params, images: PyTensor, update_ema: bool) -> PyResult<(PyTensor, PyTensor)> {
+    fn forward(
+        &self,
+        py: Python<'_>,
+        params: Params,
+        images: PyTensor,
+        update_ema: bool,
+    ) -> PyResult<(PyTensor, PyTensor)> {
         let tensors = unwrap(params);
-        let out = py.allow_threads(move || AugVae::from_tensors(&self.config, &tensors)?.forward(&images.0, update_ema))?;
+        let out = py.allow_threads(move || {
+            AugVae::from_tensors(&self.config, &tensors)?.forward(&images.0, update_ema)
+        })?;
         Ok((PyTensor(out.image), PyTensor(out.commitment)))
     }
 

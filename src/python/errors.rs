@@ -30,7 +30,7 @@ impl From<Error> for PyErr {
             Error::Image(_) => lverse_exception("ImageError", message),
             Error::NotFound(_) => PyFileNotFoundError::new_err(message),
             Error::Io(_) => PyOSError::new_err(message),
-            Error::Torch(_) => PyRuntimeError::new_err(message),
+            Error::Torch(_) | Error::Callback(_) => PyRuntimeError::new_err(message),
         }
     }
 }

@@ -18,7 +18,11 @@ pub fn load_files(py: Python<'_>, paths: Vec<PathBuf>, size: u32) -> PyResult<Py
 /// Preprocesses uint8 arrays of shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4).
 #[pyfunction]
 #[pyo3(signature = (arrays, size))]
-pub fn load_pixels(py: Python<'_>, arrays: Vec<PyReadonlyArrayDyn<'_, u8>>, size: u32) -> PyResult<PyTensor> {
+pub fn load_pixels(
+    py: Python<'_>,
+    arrays: Vec<PyReadonlyArrayDyn<'_, u8>>,
+    size: u32,
+) -> PyResult<PyTensor> {
     let mut images = Vec::with_capacity(arrays.len());
     for (index, array) in arrays.iter().enumerate() {
         let shape = array.shape().to_vec();

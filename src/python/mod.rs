@@ -2,8 +2,11 @@
 //! core errors to Python exceptions. No model logic lives here.
 
 mod augvae;
+mod biart;
 mod errors;
 mod images;
+mod specs;
+mod vq;
 
 use pyo3::prelude::*;
 
@@ -11,9 +14,11 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<augvae::PyAugVaeCore>()?;
+    m.add_class::<biart::PyBiartCore>()?;
     m.add_function(wrap_pyfunction!(images::load_files, m)?)?;
     m.add_function(wrap_pyfunction!(images::load_pixels, m)?)?;
     m.add_function(wrap_pyfunction!(rayon_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(vq::vq_nearest, m)?)?;
     Ok(())
 }
 

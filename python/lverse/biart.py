@@ -1,0 +1,156 @@
+"""BiART as a ``torch.nn.Module``: minGPT with a segment embedding, forward and sampler in
+the native core."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from . import _native
+from ._params import build_tree, named_tensors
+
+
+@dataclass(frozen=True)
+class BiARTConfig:
+    """minGPT's GPTConfig (SPEC §4). ``n_head`` cannot be read off weight shapes, so
+    checkpoints carry this whole config."""
+
+    vocab_size: int
+    block_size: int
+    n_layer: int = 8
+    n_head: int = 8
+    n_embd: int = 512
+    embd_pdrop: float = 0.1
+    resid_pdrop: float = 0.1
+    attn_pdrop: float = 0.1
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> BiARTConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown BiART config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+def _check_tensor(x, what: str) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
+    return x
+
+
+class BiART(nn.Module):
+    """One causal transformer for both directions of L-Verse.
+
+    ``forward(idx, seg)`` returns logits (B, T, V); ``seg`` marks the conditioning part
+    (0, REF) and the part being generated (1, GEN). Parameter names are the pre-2022 minGPT
+    tree plus ``seg_emb``, so a minGPT-style state_dict loads with ``strict=True``.
+    """
+
+    def __init__(self, vocab_size: int | None = None, block_size: int | None = None,
+                 n_layer: int = 8, n_head: int = 8, n_embd: int = 512, *,
+                 embd_pdrop: float = 0.1, resid_pdrop: float = 0.1, attn_pdrop: float = 0.1,
+                 config: BiARTConfig | None = None):
+        super().__init__()
+        if config is None:
+            if vocab_size is None or block_size is None:
+                raise TypeError("BiART needs vocab_size and block_size (or a config)")
+            config = BiARTConfig(vocab_size, block_size, n_layer, n_head, n_embd,
+                                 embd_pdrop, resid_pdrop, attn_pdrop)
+        self.config = config
+        self._core = _native.BiartCore(**config.to_dict())
+        build_tree(self, self._core.param_specs())
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return (f"vocab={c.vocab_size}, block={c.block_size}, layers={c.n_layer}, "
+                f"heads={c.n_head}, width={c.n_embd}")
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        return named_tensors(self)
+
+    def forward(self, idx: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
+        """Logits (B, T, vocab) for token ids and segment ids, both int64 (B, T)."""
+        _check_tensor(idx, "idx")
+        _check_tensor(seg, "seg")
+        return self._core.forward(self._tensors(), idx, seg, self.training)
+
+    @torch.no_grad()
+    def generate(self, idx: torch.Tensor, seg: torch.Tensor, steps: int, *, greedy: bool = False,
+                 temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                 seed: int | None = None, token_range: tuple[int, int] | None = None,
+                 stop_token: int | None = None, pad_token: int = 0,
+                 progress: Callable[[int, int], object] | None = None) -> torch.Tensor:
+        """Continues each prefix row by ``steps`` tokens -> LongTensor (B, steps).
+
+        Generated tokens get segment 1. Temperature, top-k and top-p apply in that order;
+        ``token_range=(lo, hi)`` restricts ids to [lo, hi). A row that emits ``stop_token``
+        is finished and padded with ``pad_token``. ``seed`` makes the draw reproducible on
+        the same device. ``progress(done, total)`` is called after every step.
+        """
+        _check_tensor(idx, "idx")
+        _check_tensor(seg, "seg")
+        _check_int(steps, "steps")
+        if top_k is not None:
+            _check_int(top_k, "top_k")
+            if top_k < 1:
+                raise ValueError(f"top_k must be >= 1, got {top_k}")
+        if seed is not None:
+            _check_int(seed, "seed")
+            seed %= 2**64
+        return self._core.generate(
+            self._tensors(), idx, seg, steps, greedy=greedy, temperature=float(temperature),
+            top_k=top_k, top_p=None if top_p is None else float(top_p), seed=seed,
+            token_range=token_range, stop_token=stop_token, pad_token=pad_token,
+            progress=progress,
+        )
+
+    @torch.no_grad()
+    def beam_search(self, idx: torch.Tensor, seg: torch.Tensor, steps: int, *, beams: int = 4,
+                    token_range: tuple[int, int] | None = None, stop_token: int | None = None,
+                    pad_token: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Best of ``beams`` beams per row: (tokens (B, steps), summed log-prob (B))."""
+        _check_tensor(idx, "idx")
+        _check_tensor(seg, "seg")
+        _check_int(steps, "steps")
+        _check_int(beams, "beams")
+        if beams < 1:
+            raise ValueError(f"beams must be >= 1, got {beams}")
+        return self._core.beam_search(self._tensors(), idx, seg, steps, beams=beams,
+                                      token_range=token_range, stop_token=stop_token,
+                                      pad_token=pad_token)
+
+    def save(self, path: str | os.PathLike, metadata: dict | None = None) -> None:
+        """Writes safetensors with the config (and any extra JSON-able metadata)."""
+        from .checkpoint import save_safetensors
+
+        save_safetensors(path, "biart", self.config.to_dict(), self._tensors(),
+                         self._core.param_specs(), extra=metadata)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, map_location="cpu") -> BiART:
+        from .checkpoint import load_biart_checkpoint
+
+        config, state, _extra = load_biart_checkpoint(path)
+        model = cls(config=BiARTConfig.from_dict(config))
+        model.load_checked(state, source=str(path))
+        return model.to(map_location).eval()
+
+    def load_checked(self, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
+        from .checkpoint import check_state_dict
+
+        check_state_dict(state, self._core.param_specs(), f"{source} does not fit BiART({self.extra_repr()})")
+        self.load_state_dict(state, strict=True)
+
+
+def _check_int(value, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, got {type(value).__name__}")

@@ -1,0 +1,8 @@
+"""The subcommands of ``python -m lverse``, one module each."""
+
+from ..train import vae as train_vae
+from . import info, reconstruct
+
+
+def commands():
+    return [info, reconstruct, train_vae]

@@ -1,0 +1,1 @@
+"""Data for training and evaluating lverse models."""

@@ -1,0 +1,1 @@
+"""Training loops for lverse's modules (ordinary PyTorch loops)."""

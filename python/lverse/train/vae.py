@@ -1,0 +1,130 @@
+"""``python -m lverse train-vae``: train an AugVAE with a plain PyTorch loop.
+
+Loss: mean squared error (optionally weighting non-background pixels, which matter most
+for small objects) plus the quantizer's commitment loss; the EMA codebook learns by
+itself in train mode.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ..augvae import AugVAE, AugVAEConfig
+from ..data import shapes
+from ..images import psnr, to_pil
+from .common import cosine_lr, load_train_state, save_train_state, seed_everything
+
+# The default model's image tokenizer: 64 px scenes to a 16x16 grid of 512 codes.
+SHAPES_CONFIG = dict(hidden_dim=16, ch_mult=(1, 2), inner_ch_mult=(2, 2), num_res_blocks=1,
+                     z_channels=32, codebook_dim=32, num_tokens=512, resolution=64, levels=3,
+                     single_level=1, norm_groups=8)
+
+
+def shapes_batch(rng: torch.Generator, batch_size: int) -> torch.Tensor:
+    from .. import images
+
+    seeds = torch.randint(0, shapes.HELD_OUT_SEED, (batch_size,), generator=rng).tolist()
+    return images.load([shapes.scene(s)[0] for s in seeds], size=shapes.IMAGE_SIZE)
+
+
+def held_out_images(count: int) -> torch.Tensor:
+    from .. import images
+
+    return images.load([shapes.scene(shapes.HELD_OUT_SEED + i)[0] for i in range(count)],
+                       size=shapes.IMAGE_SIZE)
+
+
+def weighted_mse(recon: torch.Tensor, target: torch.Tensor, fg_weight: float) -> torch.Tensor:
+    if fg_weight == 1.0:
+        return torch.nn.functional.mse_loss(recon, target)
+    background = torch.tensor(shapes.BACKGROUND, dtype=target.dtype) / 127.5 - 1
+    is_fg = ((target - background.view(1, 3, 1, 1)).abs().amax(1, keepdim=True) > 0.05)
+    weights = 1 + (fg_weight - 1) * is_fg.to(target.dtype)
+    return (weights * (recon - target) ** 2).mean() / weights.mean()
+
+
+def register(sub):
+    p = sub.add_parser("train-vae", help="train an AugVAE (default: the shapes tokenizer)")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--config", type=str, default=None,
+                   help="AugVAE config as a JSON object or a path to a .json file "
+                        "(default: the shapes tokenizer)")
+    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--fg-weight", type=float, default=4.0,
+                   help="loss weight of foreground pixels relative to background (shapes data)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--sample-every", type=int, default=500)
+    p.add_argument("--resume", action="store_true", help="continue from OUT's last checkpoint")
+    p.set_defaults(run=run)
+
+
+def _config(text: str | None) -> AugVAEConfig:
+    if text is None:
+        return AugVAEConfig(**SHAPES_CONFIG)
+    source = Path(text).read_text() if Path(text).is_file() else text
+    return AugVAEConfig.from_dict(json.loads(source))
+
+
+def run(args) -> int:
+    seed_everything(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    model_path, state_path = args.out / "augvae.safetensors", args.out / "train_state.pt"
+    if args.resume and model_path.exists():
+        model = AugVAE.from_checkpoint(model_path).train()
+    else:
+        model = AugVAE(_config(args.config)).train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                  lr=args.lr, betas=(0.9, 0.99), weight_decay=1e-5)
+    start = 0
+    if args.resume and state_path.exists():
+        start = load_train_state(state_path, optimizer)["step"]
+    rng = torch.Generator().manual_seed(args.seed + start)
+    held_out = held_out_images(64)
+    progress = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="train-vae")
+    t0, seen = time.time(), 0
+    for step in progress:
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(step, args.steps, args.lr, args.warmup)
+        x = shapes_batch(rng, args.batch_size)
+        recon, commitment = model(x)
+        loss = weighted_mse(recon, x, args.fg_weight) + commitment
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        seen += len(x)
+        progress.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{seen / (time.time() - t0):.1f}")
+        done = step + 1
+        if done % args.checkpoint_every == 0 or done == args.steps:
+            model.save(model_path)
+            save_train_state(state_path, done, optimizer)
+        if done % args.sample_every == 0 or done == args.steps:
+            score = _evaluate(model, held_out, args.out / f"samples_{done:06d}.png")
+            progress.write(f"step {done}: held-out PSNR {score:.2f} dB")
+    return 0
+
+
+@torch.no_grad()
+def _evaluate(model: AugVAE, images: torch.Tensor, sample_path: Path) -> float:
+    was_training = model.training
+    model.eval()
+    recon = model.decode(model.encode(images))
+    model.train(was_training)
+    grid = torch.cat([images[:8], recon[:8]], 0)
+    pil = to_pil(grid)
+    from PIL import Image
+
+    w, h = pil[0].size
+    sheet = Image.new("RGB", (w * 8, h * 2))
+    for i, im in enumerate(pil):
+        sheet.paste(im, ((i % 8) * w, (i // 8) * h))
+    sheet.save(sample_path)
+    return psnr(images, recon).mean().item()

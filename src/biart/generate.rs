@@ -1,0 +1,270 @@
+//! Autoregressive continuation with a KV cache: sampling (greedy, temperature, top-k,
+//! top-p) and beam search. New tokens get segment 1 (GEN). Everything runs without
+//! autograd.
+
+use super::model::Biart;
+use crate::error::{Error, Result};
+use crate::sampling::{self, Sampling};
+use tch::{Device, Kind, Tensor};
+
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub steps: i64,
+    pub sampling: Sampling,
+    pub seed: Option<u64>,
+    /// A sequence that emits this token is finished: later positions get `pad_token`.
+    pub stop_token: Option<i64>,
+    pub pad_token: i64,
+}
+
+/// Called after each step with (done, total); an error aborts generation.
+pub type Progress<'a> = dyn FnMut(i64, i64) -> Result<()> + 'a;
+
+const GEN_SEGMENT: i64 = 1;
+
+fn check_request(
+    model: &Biart,
+    idx: &Tensor,
+    seg: &Tensor,
+    steps: i64,
+    stop: Option<i64>,
+    pad: i64,
+) -> Result<()> {
+    model.check_ids(idx, seg, 0)?;
+    let prefix = idx.size()[1];
+    if prefix < 1 {
+        return Err(Error::Value(
+            "the prefix must hold at least one token".into(),
+        ));
+    }
+    if steps < 0 {
+        return Err(Error::Value(format!("steps must be >= 0, got {steps}")));
+    }
+    let block = model.config().block_size;
+    if prefix + steps > block {
+        return Err(Error::Value(format!(
+            "a prefix of {prefix} tokens plus {steps} steps exceeds the block size {block}"
+        )));
+    }
+    let vocab = model.config().vocab_size;
+    for (what, id) in [("stop_token", stop.unwrap_or(0)), ("pad_token", pad)] {
+        if !(0..vocab).contains(&id) {
+            return Err(Error::Value(format!(
+                "{what} {id} is outside the vocabulary [0, {vocab})"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn host_logits(logits: &Tensor) -> Result<Vec<f32>> {
+    let flat = logits
+        .f_to_kind(Kind::Float)?
+        .f_to_device(Device::Cpu)?
+        .f_flatten(0, -1)?;
+    Ok(Vec::<f32>::try_from(&flat)?)
+}
+
+fn column(tokens: &[i64], device: Device) -> Result<Tensor> {
+    Ok(Tensor::f_from_slice(tokens)?
+        .f_view([tokens.len() as i64, 1])?
+        .f_to_device(device)?)
+}
+
+/// Continues each row of `idx` by `steps` tokens: (B, steps) int64 on the model's device.
+pub fn generate(
+    model: &Biart,
+    idx: &Tensor,
+    seg: &Tensor,
+    g: &Generation,
+    progress: &mut Progress,
+) -> Result<Tensor> {
+    check_request(model, idx, seg, g.steps, g.stop_token, g.pad_token)?;
+    let vocab = model.config().vocab_size;
+    g.sampling.validate(vocab)?;
+    let _guard = tch::no_grad_guard();
+    let device = model.device();
+    let batch = idx.size()[0];
+    let mut rng = sampling::rng(g.seed);
+    let mut out = vec![g.pad_token; (batch * g.steps) as usize];
+    if g.steps == 0 || batch == 0 {
+        return Ok(Tensor::f_from_slice(&out)?
+            .f_view([batch, g.steps])?
+            .f_to_device(device)?);
+    }
+    let mut cache = model.new_cache(batch)?;
+    let mut logits = model.forward_cached(idx, seg, &mut cache)?;
+    let mut finished = vec![false; batch as usize];
+    let gen_seg = Tensor::f_full([batch, 1], GEN_SEGMENT, (Kind::Int64, device))?;
+    for step in 0..g.steps {
+        let mut tokens = g
+            .sampling
+            .pick(&host_logits(&logits)?, vocab as usize, &mut rng);
+        for (row, token) in tokens.iter_mut().enumerate() {
+            if finished[row] {
+                *token = g.pad_token;
+            } else if Some(*token) == g.stop_token {
+                finished[row] = true;
+            }
+            out[row * g.steps as usize + step as usize] = *token;
+        }
+        progress(step + 1, g.steps)?;
+        if finished.iter().all(|&f| f) || step + 1 == g.steps {
+            break;
+        }
+        logits = model.forward_cached(&column(&tokens, device)?, &gen_seg, &mut cache)?;
+    }
+    Ok(Tensor::f_from_slice(&out)?
+        .f_view([batch, g.steps])?
+        .f_to_device(device)?)
+}
+
+#[derive(Clone)]
+struct Beam {
+    tokens: Vec<i64>,
+    score: f64,
+    finished: bool,
+}
+
+/// Log-probabilities over the legal range (a restricted model's normalised distribution).
+fn legal_log_probs(row: &[f32], range: (usize, usize)) -> Vec<f64> {
+    let legal = &row[range.0..range.1];
+    let max = legal.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+    let log_total = legal
+        .iter()
+        .map(|&v| (v as f64 - max).exp())
+        .sum::<f64>()
+        .ln()
+        + max;
+    legal.iter().map(|&v| v as f64 - log_total).collect()
+}
+
+/// Beam search: the `beams` most likely continuations per row, by summed log-probability
+/// over the legal range; returns the best one per row (B, steps) and its score (B).
+pub fn beam_search(
+    model: &Biart,
+    idx: &Tensor,
+    seg: &Tensor,
+    steps: i64,
+    beams: usize,
+    token_range: Option<(i64, i64)>,
+    stop_token: Option<i64>,
+    pad_token: i64,
+) -> Result<(Tensor, Tensor)> {
+    check_request(model, idx, seg, steps, stop_token, pad_token)?;
+    if beams < 1 {
+        return Err(Error::Value("beams must be >= 1, got 0".into()));
+    }
+    let vocab = model.config().vocab_size;
+    let checked = Sampling {
+        token_range,
+        ..Default::default()
+    };
+    checked.validate(vocab)?;
+    let range = token_range.map_or((0, vocab as usize), |(lo, hi)| (lo as usize, hi as usize));
+    let _guard = tch::no_grad_guard();
+    let device = model.device();
+    let batch = idx.size()[0] as usize;
+    let width = beams;
+    let mut cache = model.new_cache(idx.size()[0])?;
+    let prefill = model.forward_cached(idx, seg, &mut cache)?;
+    // Every row starts as `width` copies; only the first is live so beams stay distinct.
+    let rows: Vec<i64> = (0..batch as i64)
+        .flat_map(|b| std::iter::repeat_n(b, width))
+        .collect();
+    cache.select_rows(&Tensor::f_from_slice(&rows)?.f_to_device(device)?)?;
+    let mut logits =
+        prefill.f_index_select(0, &Tensor::f_from_slice(&rows)?.f_to_device(device)?)?;
+    let mut state: Vec<Vec<Beam>> = (0..batch)
+        .map(|_| {
+            (0..width)
+                .map(|w| Beam {
+                    tokens: Vec::new(),
+                    score: if w == 0 { 0.0 } else { f64::NEG_INFINITY },
+                    finished: false,
+                })
+                .collect()
+        })
+        .collect();
+    let gen_seg = Tensor::f_full(
+        [(batch * width) as i64, 1],
+        GEN_SEGMENT,
+        (Kind::Int64, device),
+    )?;
+    let vocab = vocab as usize;
+    for step in 0..steps {
+        let host = host_logits(&logits)?;
+        let mut parents = Vec::with_capacity(batch * width);
+        let mut next_tokens = Vec::with_capacity(batch * width);
+        for (b, beams_b) in state.iter_mut().enumerate() {
+            // (score, parent beam, token): finished beams carry on with padding only.
+            let mut candidates: Vec<(f64, usize, i64)> = Vec::new();
+            for (w, beam) in beams_b.iter().enumerate() {
+                if beam.score == f64::NEG_INFINITY {
+                    continue;
+                }
+                if beam.finished {
+                    candidates.push((beam.score, w, pad_token));
+                    continue;
+                }
+                let row = &host[(b * width + w) * vocab..(b * width + w + 1) * vocab];
+                let log_probs = legal_log_probs(row, range);
+                let mut order: Vec<usize> = (0..log_probs.len()).collect();
+                order.sort_by(|&i, &j| log_probs[j].total_cmp(&log_probs[i]).then(i.cmp(&j)));
+                for &i in order.iter().take(width) {
+                    candidates.push((beam.score + log_probs[i], w, (range.0 + i) as i64));
+                }
+            }
+            candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+            let mut chosen: Vec<Beam> = Vec::with_capacity(width);
+            for slot in 0..width {
+                match candidates.get(slot) {
+                    Some(&(score, parent, token)) => {
+                        let old = &beams_b[parent];
+                        let mut tokens = old.tokens.clone();
+                        tokens.push(token);
+                        chosen.push(Beam {
+                            tokens,
+                            score,
+                            finished: old.finished || Some(token) == stop_token,
+                        });
+                        parents.push((b * width + parent) as i64);
+                        next_tokens.push(token);
+                    }
+                    None => {
+                        chosen.push(Beam {
+                            tokens: vec![pad_token; step as usize + 1],
+                            score: f64::NEG_INFINITY,
+                            finished: true,
+                        });
+                        parents.push((b * width) as i64);
+                        next_tokens.push(pad_token);
+                    }
+                }
+            }
+            *beams_b = chosen;
+        }
+        let all_done = state.iter().all(|bs| bs.iter().all(|beam| beam.finished));
+        if all_done || step + 1 == steps {
+            break;
+        }
+        cache.select_rows(&Tensor::f_from_slice(&parents)?.f_to_device(device)?)?;
+        logits = model.forward_cached(&column(&next_tokens, device)?, &gen_seg, &mut cache)?;
+    }
+    let mut tokens = Vec::with_capacity(batch * steps as usize);
+    let mut scores = Vec::with_capacity(batch);
+    for beams_b in &state {
+        // Beams are kept sorted by score, so the first is the best (ties: earliest).
+        let best = &beams_b[0];
+        let mut t = best.tokens.clone();
+        t.resize(steps as usize, pad_token);
+        tokens.extend(t);
+        scores.push(best.score);
+    }
+    Ok((
+        Tensor::f_from_slice(&tokens)?
+            .f_view([batch as i64, steps])?
+            .f_to_device(device)?,
+        Tensor::f_from_slice(&scores)?.f_to_device(device)?,
+    ))
+}

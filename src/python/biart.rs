@@ -1,0 +1,153 @@
+//! `lverse._native.BiartCore`: the native half of `lverse.BiART` (forward, sampler, beam
+//! search). Like AugVaeCore it holds only the configuration; tensors come from Python.
+
+use super::specs::{to_tuples, unwrap, Params, SpecTuple};
+use crate::biart::generate::{beam_search, generate, Generation};
+use crate::biart::{Biart, BiartConfig};
+use crate::error::Error;
+use crate::sampling::Sampling;
+use pyo3::prelude::*;
+use pyo3_tch::PyTensor;
+
+#[pyclass(name = "BiartCore", module = "lverse._native", frozen)]
+pub struct PyBiartCore {
+    config: BiartConfig,
+}
+
+#[pymethods]
+impl PyBiartCore {
+    #[new]
+    #[pyo3(signature = (*, vocab_size, block_size, n_layer, n_head, n_embd, embd_pdrop, resid_pdrop, attn_pdrop))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        vocab_size: i64,
+        block_size: i64,
+        n_layer: i64,
+        n_head: i64,
+        n_embd: i64,
+        embd_pdrop: f64,
+        resid_pdrop: f64,
+        attn_pdrop: f64,
+    ) -> PyResult<Self> {
+        let config = BiartConfig {
+            vocab_size,
+            block_size,
+            n_layer,
+            n_head,
+            n_embd,
+            embd_pdrop,
+            resid_pdrop,
+            attn_pdrop,
+        };
+        config.validate()?;
+        Ok(PyBiartCore { config })
+    }
+
+    /// Every parameter and buffer with its minGPT name, shape and initialiser.
+    fn param_specs(&self) -> PyResult<Vec<SpecTuple>> {
+        Ok(to_tuples(Biart::param_specs(&self.config)?))
+    }
+
+    /// Logits (B, T, V) for token ids and segment ids (B, T); dropout when `train`.
+    fn forward(
+        &self,
+        py: Python<'_>,
+        params: Params,
+        idx: PyTensor,
+        seg: PyTensor,
+        train: bool,
+    ) -> PyResult<PyTensor> {
+        let tensors = unwrap(params);
+        let logits = py.allow_threads(move || {
+            Biart::from_tensors(&self.config, &tensors)?.forward(&idx.0, &seg.0, train)
+        })?;
+        Ok(PyTensor(logits))
+    }
+
+    /// Continues (B, T) prefixes by `steps` tokens with the KV-cached sampler.
+    #[pyo3(signature = (params, idx, seg, steps, *, greedy, temperature, top_k, top_p, seed, token_range,
+        stop_token, pad_token, progress=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn generate(
+        &self,
+        py: Python<'_>,
+        params: Params,
+        idx: PyTensor,
+        seg: PyTensor,
+        steps: i64,
+        greedy: bool,
+        temperature: f64,
+        top_k: Option<usize>,
+        top_p: Option<f64>,
+        seed: Option<u64>,
+        token_range: Option<(i64, i64)>,
+        stop_token: Option<i64>,
+        pad_token: i64,
+        progress: Option<PyObject>,
+    ) -> PyResult<PyTensor> {
+        let tensors = unwrap(params);
+        let request = Generation {
+            steps,
+            sampling: Sampling {
+                greedy,
+                temperature,
+                top_k,
+                top_p,
+                token_range,
+            },
+            seed,
+            stop_token,
+            pad_token,
+        };
+        let out = py.allow_threads(move || {
+            let model = Biart::from_tensors(&self.config, &tensors)?;
+            // The callback takes the GIL only for the call; an exception it raises stops
+            // generation and is re-raised below.
+            let mut report = |done: i64, total: i64| -> crate::error::Result<()> {
+                match &progress {
+                    None => Ok(()),
+                    Some(callback) => Python::with_gil(|py| {
+                        callback
+                            .call1(py, (done, total))
+                            .map(|_| ())
+                            .map_err(|err| Error::Callback(err.to_string()))
+                    }),
+                }
+            };
+            generate(&model, &idx.0, &seg.0, &request, &mut report)
+        })?;
+        Ok(PyTensor(out))
+    }
+
+    /// Beam search: best continuation (B, steps) and its summed log-probability (B).
+    #[pyo3(signature = (params, idx, seg, steps, *, beams, token_range, stop_token, pad_token))]
+    #[allow(clippy::too_many_arguments)]
+    fn beam_search(
+        &self,
+        py: Python<'_>,
+        params: Params,
+        idx: PyTensor,
+        seg: PyTensor,
+        steps: i64,
+        beams: usize,
+        token_range: Option<(i64, i64)>,
+        stop_token: Option<i64>,
+        pad_token: i64,
+    ) -> PyResult<(PyTensor, PyTensor)> {
+        let tensors = unwrap(params);
+        let (tokens, scores) = py.allow_threads(move || {
+            let model = Biart::from_tensors(&self.config, &tensors)?;
+            beam_search(
+                &model,
+                &idx.0,
+                &seg.0,
+                steps,
+                beams,
+                token_range,
+                stop_token,
+                pad_token,
+            )
+        })?;
+        Ok((PyTensor(tokens), PyTensor(scores)))
+    }
+}
