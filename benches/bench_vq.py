@@ -109,9 +109,7 @@ def main() -> None:
     parser.add_argument("-k", type=int, default=K_DEFAULT)
     parser.add_argument("-d", type=int, default=D_DEFAULT)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument(
-        "--child", nargs=4, metavar=("METHOD", "N", "K", "D"), help=argparse.SUPPRESS
-    )
+    parser.add_argument("--child", nargs=4, metavar=("METHOD", "N", "K", "D"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         name, n, k, d = args.child

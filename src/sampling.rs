@@ -13,8 +13,10 @@ pub struct Sampling {
     pub temperature: f64,
     pub top_k: Option<usize>,
     pub top_p: Option<f64>,
-    /// Legal token ids [lo, hi); everything else gets probability zero.
-    pub token_range: Option<(i64, i64)>,
+    /// Legal token ids: the union of these [lo, hi) ranges (all ids when empty);
+    /// everything else gets probability zero. A caption, for instance, may use the text
+    /// ids and the end-of-caption token, which are not adjacent in the vocabulary.
+    pub token_ranges: Vec<(i64, i64)>,
 }
 
 impl Default for Sampling {
@@ -24,7 +26,7 @@ impl Default for Sampling {
             temperature: 1.0,
             top_k: None,
             top_p: None,
-            token_range: None,
+            token_ranges: Vec::new(),
         }
     }
 }
@@ -45,7 +47,7 @@ impl Sampling {
                 return Err(Error::Value(format!("top_p must be in (0, 1], got {p}")));
             }
         }
-        if let Some((lo, hi)) = self.token_range {
+        for &(lo, hi) in &self.token_ranges {
             if lo < 0 || hi > vocab || lo >= hi {
                 return Err(Error::Value(format!(
                     "token_range must satisfy 0 <= lo < hi <= {vocab}, got ({lo}, {hi})"
@@ -55,22 +57,26 @@ impl Sampling {
         Ok(())
     }
 
-    /// The legal slice of a row of logits and its first id.
-    fn legal<'a>(&self, row: &'a [f32]) -> (&'a [f32], usize) {
-        match self.token_range {
-            Some((lo, hi)) => (&row[lo as usize..hi as usize], lo as usize),
-            None => (row, 0),
+    /// Which ids of a vocabulary of `vocab` are legal.
+    pub fn legal_mask(&self, vocab: usize) -> Vec<bool> {
+        if self.token_ranges.is_empty() {
+            return vec![true; vocab];
         }
+        let mut mask = vec![false; vocab];
+        for &(lo, hi) in &self.token_ranges {
+            mask[lo as usize..hi as usize].iter_mut().for_each(|m| *m = true);
+        }
+        mask
     }
 
-    /// Probabilities over the legal slice after temperature, top-k and top-p.
-    pub fn distribution(&self, row: &[f32]) -> (Vec<f64>, usize) {
-        let (legal, offset) = self.legal(row);
-        let scaled: Vec<f64> = legal.iter().map(|&l| l as f64 / self.temperature).collect();
-        let mut keep = vec![true; scaled.len()];
+    /// Probabilities over the vocabulary after the legal mask, temperature, top-k and
+    /// top-p (zero for every id that is cut).
+    pub fn distribution(&self, row: &[f32], legal: &[bool]) -> Vec<f64> {
+        let scaled: Vec<f64> = row.iter().map(|&l| l as f64 / self.temperature).collect();
+        let mut keep = legal.to_vec();
         if let Some(k) = self.top_k {
-            if k < scaled.len() {
-                let mut sorted = scaled.clone();
+            if k < keep.iter().filter(|&&k| k).count() {
+                let mut sorted: Vec<f64> = scaled.iter().zip(&keep).filter(|(_, &k)| k).map(|(&l, _)| l).collect();
                 sorted.sort_by(|a, b| b.total_cmp(a));
                 let cutoff = sorted[k - 1];
                 // minGPT keeps every logit equal to the k-th largest.
@@ -115,19 +121,19 @@ impl Sampling {
             }
             normalise(&mut probs);
         }
-        (probs, offset)
+        probs
     }
 
     /// One token for each row of a (rows x vocab) logit matrix.
     pub fn pick(&self, logits: &[f32], vocab: usize, rng: &mut ChaCha8Rng) -> Vec<i64> {
+        let legal = self.legal_mask(vocab);
         logits
             .chunks(vocab)
             .map(|row| {
                 if self.greedy {
-                    let (legal, offset) = self.legal(row);
-                    return (offset + argmax(legal)) as i64;
+                    return argmax(row, &legal) as i64;
                 }
-                let (probs, offset) = self.distribution(row);
+                let probs = self.distribution(row, &legal);
                 let u: f64 = rng.random();
                 let mut acc = 0.0;
                 let mut chosen = probs.iter().rposition(|&p| p > 0.0).unwrap_or(0);
@@ -138,7 +144,7 @@ impl Sampling {
                         break;
                     }
                 }
-                (offset + chosen) as i64
+                chosen as i64
             })
             .collect()
     }
@@ -151,15 +157,19 @@ fn normalise(probs: &mut [f64]) {
     }
 }
 
-/// First index of the maximum (ties go to the lowest id, as torch.argmax).
-pub fn argmax(row: &[f32]) -> usize {
-    let mut best = 0;
+/// First legal index of the maximum (ties go to the lowest id, as torch.argmax).
+pub fn argmax(row: &[f32], legal: &[bool]) -> usize {
+    let mut best: Option<usize> = None;
     for (i, &v) in row.iter().enumerate() {
-        if v > row[best] || (row[best].is_nan() && !v.is_nan()) {
-            best = i;
+        if !legal[i] {
+            continue;
+        }
+        match best {
+            Some(b) if !(v > row[b] || (row[b].is_nan() && !v.is_nan())) => {}
+            _ => best = Some(i),
         }
     }
-    best
+    best.unwrap_or(0)
 }
 
 pub fn rng(seed: Option<u64>) -> ChaCha8Rng {
@@ -179,7 +189,7 @@ mod tests {
             top_k: Some(2),
             ..Default::default()
         };
-        let (p, _) = s.distribution(&[1.0, 3.0, 3.0, 0.0]);
+        let p = s.distribution(&[1.0, 3.0, 3.0, 0.0], &[true; 4]);
         assert_eq!(p[0], 0.0);
         assert!((p[1] - 0.5).abs() < 1e-12 && (p[2] - 0.5).abs() < 1e-12);
         let s = Sampling {
@@ -187,14 +197,14 @@ mod tests {
             ..Default::default()
         };
         let logits = [0.5f32.ln(), 0.3f32.ln(), 0.2f32.ln()];
-        let (p, _) = s.distribution(&logits);
+        let p = s.distribution(&logits, &[true; 3]);
         assert!((p[0] - 0.625).abs() < 1e-6 && (p[1] - 0.375).abs() < 1e-6 && p[2] == 0.0);
     }
 
     #[test]
     fn range_is_respected_and_seeds_repeat() {
         let s = Sampling {
-            token_range: Some((2, 4)),
+            token_ranges: vec![(2, 4)],
             ..Default::default()
         };
         let logits = vec![9.0f32, 9.0, 0.0, 0.0, 9.0];
@@ -205,10 +215,16 @@ mod tests {
         assert_ne!(a, draw(8));
         let g = Sampling {
             greedy: true,
-            token_range: Some((1, 5)),
+            token_ranges: vec![(1, 2), (3, 5)],
             ..Default::default()
         };
         assert_eq!(g.pick(&logits, 5, &mut rng(Some(0))), vec![1]);
+        let g = Sampling {
+            greedy: true,
+            token_ranges: vec![(2, 3), (4, 5)],
+            ..Default::default()
+        };
+        assert_eq!(g.pick(&logits, 5, &mut rng(Some(0))), vec![4]);
     }
 
     #[test]
@@ -232,7 +248,7 @@ mod tests {
         .validate(10)
         .is_err());
         assert!(Sampling {
-            token_range: Some((3, 11)),
+            token_ranges: vec![(3, 11)],
             ..Default::default()
         }
         .validate(10)

@@ -99,9 +99,7 @@ def test_duplicated_rows_lowest_index_wins():
     g = torch.Generator().manual_seed(5)
     base = torch.randn(6, 16, generator=g)
     # Copies of each base row at scattered positions; the first copy of row j is at j.
-    order = torch.cat(
-        [torch.arange(6), torch.randperm(6, generator=g), torch.randperm(6, generator=g)]
-    )
+    order = torch.cat([torch.arange(6), torch.randperm(6, generator=g), torch.randperm(6, generator=g)])
     e = base[order]
     z = base.repeat(20, 1) + 1e-3 * torch.randn(120, 16, generator=g)
     ids, _ = vq.nearest(z, e)

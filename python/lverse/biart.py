@@ -86,13 +86,14 @@ class BiART(nn.Module):
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, seg: torch.Tensor, steps: int, *, greedy: bool = False,
                  temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                 seed: int | None = None, token_range: tuple[int, int] | None = None,
+                 seed: int | None = None, token_range: tuple[int, int] | list | None = None,
                  stop_token: int | None = None, pad_token: int = 0,
                  progress: Callable[[int, int], object] | None = None) -> torch.Tensor:
         """Continues each prefix row by ``steps`` tokens -> LongTensor (B, steps).
 
         Generated tokens get segment 1. Temperature, top-k and top-p apply in that order;
-        ``token_range=(lo, hi)`` restricts ids to [lo, hi). A row that emits ``stop_token``
+        ``token_range=(lo, hi)`` restricts ids to [lo, hi) (a list of such pairs allows
+        their union). A row that emits ``stop_token``
         is finished and padded with ``pad_token``. ``seed`` makes the draw reproducible on
         the same device. ``progress(done, total)`` is called after every step.
         """
@@ -109,13 +110,22 @@ class BiART(nn.Module):
         return self._core.generate(
             self._tensors(), idx, seg, steps, greedy=greedy, temperature=float(temperature),
             top_k=top_k, top_p=None if top_p is None else float(top_p), seed=seed,
-            token_range=token_range, stop_token=stop_token, pad_token=pad_token,
+            token_range=_ranges(token_range), stop_token=stop_token, pad_token=pad_token,
             progress=progress,
         )
 
     @torch.no_grad()
+    def cached_logits(self, idx: torch.Tensor, seg: torch.Tensor, prefix: int = 1) -> torch.Tensor:
+        """Logits computed token by token through the KV cache, as the sampler sees them:
+        (B, T - prefix + 1, V), equal to ``forward(idx, seg)[:, prefix - 1:]`` up to rounding."""
+        _check_tensor(idx, "idx")
+        _check_tensor(seg, "seg")
+        _check_int(prefix, "prefix")
+        return self._core.cached_logits(self._tensors(), idx, seg, prefix)
+
+    @torch.no_grad()
     def beam_search(self, idx: torch.Tensor, seg: torch.Tensor, steps: int, *, beams: int = 4,
-                    token_range: tuple[int, int] | None = None, stop_token: int | None = None,
+                    token_range: tuple[int, int] | list | None = None, stop_token: int | None = None,
                     pad_token: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Best of ``beams`` beams per row: (tokens (B, steps), summed log-prob (B))."""
         _check_tensor(idx, "idx")
@@ -125,7 +135,7 @@ class BiART(nn.Module):
         if beams < 1:
             raise ValueError(f"beams must be >= 1, got {beams}")
         return self._core.beam_search(self._tensors(), idx, seg, steps, beams=beams,
-                                      token_range=token_range, stop_token=stop_token,
+                                      token_range=_ranges(token_range), stop_token=stop_token,
                                       pad_token=pad_token)
 
     def save(self, path: str | os.PathLike, metadata: dict | None = None) -> None:
@@ -149,6 +159,15 @@ class BiART(nn.Module):
 
         check_state_dict(state, self._core.param_specs(), f"{source} does not fit BiART({self.extra_repr()})")
         self.load_state_dict(state, strict=True)
+
+
+def _ranges(token_range) -> list[tuple[int, int]]:
+    """``None``, one ``(lo, hi)`` or a list of them -> a list of ranges."""
+    if token_range is None:
+        return []
+    if len(token_range) == 2 and all(isinstance(v, int) for v in token_range):
+        return [tuple(token_range)]
+    return [tuple(r) for r in token_range]
 
 
 def _check_int(value, what: str) -> None:

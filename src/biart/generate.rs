@@ -119,6 +119,24 @@ pub fn generate(
         .f_to_device(device)?)
 }
 
+/// Teacher-forced logits through the KV cache: the first `prefix` tokens are one prefill,
+/// then one token per step. Row t of the result holds the logits after token
+/// `prefix - 1 + t`, so it equals `forward(idx, seg)[:, prefix - 1:]` up to rounding.
+pub fn cached_logits(model: &Biart, idx: &Tensor, seg: &Tensor, prefix: i64) -> Result<Tensor> {
+    model.check_ids(idx, seg, 0)?;
+    let total = idx.size()[1];
+    if prefix < 1 || prefix > total {
+        return Err(Error::Value(format!("prefix must be in [1, {total}], got {prefix}")));
+    }
+    let _guard = tch::no_grad_guard();
+    let mut cache = model.new_cache(idx.size()[0])?;
+    let mut rows = vec![model.forward_cached(&idx.f_narrow(1, 0, prefix)?, &seg.f_narrow(1, 0, prefix)?, &mut cache)?];
+    for t in prefix..total {
+        rows.push(model.forward_cached(&idx.f_narrow(1, t, 1)?, &seg.f_narrow(1, t, 1)?, &mut cache)?);
+    }
+    Ok(Tensor::f_stack(&rows, 1)?)
+}
+
 #[derive(Clone)]
 struct Beam {
     tokens: Vec<i64>,
@@ -126,17 +144,19 @@ struct Beam {
     finished: bool,
 }
 
-/// Log-probabilities over the legal range (a restricted model's normalised distribution).
-fn legal_log_probs(row: &[f32], range: (usize, usize)) -> Vec<f64> {
-    let legal = &row[range.0..range.1];
-    let max = legal.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
-    let log_total = legal
+/// Log-probabilities renormalised over the legal ids (-inf elsewhere).
+fn legal_log_probs(row: &[f32], legal: &[bool]) -> Vec<f64> {
+    let max = row
         .iter()
-        .map(|&v| (v as f64 - max).exp())
-        .sum::<f64>()
-        .ln()
-        + max;
-    legal.iter().map(|&v| v as f64 - log_total).collect()
+        .zip(legal)
+        .filter(|(_, &l)| l)
+        .fold(f32::NEG_INFINITY, |m, (&v, _)| m.max(v)) as f64;
+    let total: f64 = row.iter().zip(legal).filter(|(_, &l)| l).map(|(&v, _)| (v as f64 - max).exp()).sum();
+    let log_total = total.ln() + max;
+    row.iter()
+        .zip(legal)
+        .map(|(&v, &l)| if l { v as f64 - log_total } else { f64::NEG_INFINITY })
+        .collect()
 }
 
 /// Beam search: the `beams` most likely continuations per row, by summed log-probability
@@ -147,7 +167,7 @@ pub fn beam_search(
     seg: &Tensor,
     steps: i64,
     beams: usize,
-    token_range: Option<(i64, i64)>,
+    token_ranges: &[(i64, i64)],
     stop_token: Option<i64>,
     pad_token: i64,
 ) -> Result<(Tensor, Tensor)> {
@@ -157,11 +177,11 @@ pub fn beam_search(
     }
     let vocab = model.config().vocab_size;
     let checked = Sampling {
-        token_range,
+        token_ranges: token_ranges.to_vec(),
         ..Default::default()
     };
     checked.validate(vocab)?;
-    let range = token_range.map_or((0, vocab as usize), |(lo, hi)| (lo as usize, hi as usize));
+    let legal = checked.legal_mask(vocab as usize);
     let _guard = tch::no_grad_guard();
     let device = model.device();
     let batch = idx.size()[0] as usize;
@@ -208,11 +228,11 @@ pub fn beam_search(
                     continue;
                 }
                 let row = &host[(b * width + w) * vocab..(b * width + w + 1) * vocab];
-                let log_probs = legal_log_probs(row, range);
-                let mut order: Vec<usize> = (0..log_probs.len()).collect();
+                let log_probs = legal_log_probs(row, &legal);
+                let mut order: Vec<usize> = (0..log_probs.len()).filter(|&i| legal[i]).collect();
                 order.sort_by(|&i, &j| log_probs[j].total_cmp(&log_probs[i]).then(i.cmp(&j)));
                 for &i in order.iter().take(width) {
-                    candidates.push((beam.score + log_probs[i], w, (range.0 + i) as i64));
+                    candidates.push((beam.score + log_probs[i], w, i as i64));
                 }
             }
             candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));

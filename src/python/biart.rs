@@ -2,7 +2,7 @@
 //! search). Like AugVaeCore it holds only the configuration; tensors come from Python.
 
 use super::specs::{to_tuples, unwrap, Params, SpecTuple};
-use crate::biart::generate::{beam_search, generate, Generation};
+use crate::biart::generate::{beam_search, cached_logits, generate, Generation};
 use crate::biart::{Biart, BiartConfig};
 use crate::error::Error;
 use crate::sampling::Sampling;
@@ -80,7 +80,7 @@ impl PyBiartCore {
         top_k: Option<usize>,
         top_p: Option<f64>,
         seed: Option<u64>,
-        token_range: Option<(i64, i64)>,
+        token_range: Vec<(i64, i64)>,
         stop_token: Option<i64>,
         pad_token: i64,
         progress: Option<PyObject>,
@@ -93,7 +93,7 @@ impl PyBiartCore {
                 temperature,
                 top_k,
                 top_p,
-                token_range,
+                token_ranges: token_range,
             },
             seed,
             stop_token,
@@ -110,13 +110,20 @@ impl PyBiartCore {
                         callback
                             .call1(py, (done, total))
                             .map(|_| ())
-                            .map_err(|err| Error::Callback(err.to_string()))
+                            .map_err(|err| Error::Callback(format!("progress callback raised {err}")))
                     }),
                 }
             };
             generate(&model, &idx.0, &seg.0, &request, &mut report)
         })?;
         Ok(PyTensor(out))
+    }
+
+    /// Logits computed token by token through the KV cache (for checking the cache).
+    fn cached_logits(&self, py: Python<'_>, params: Params, idx: PyTensor, seg: PyTensor, prefix: i64) -> PyResult<PyTensor> {
+        let tensors = unwrap(params);
+        let logits = py.allow_threads(move || cached_logits(&Biart::from_tensors(&self.config, &tensors)?, &idx.0, &seg.0, prefix))?;
+        Ok(PyTensor(logits))
     }
 
     /// Beam search: best continuation (B, steps) and its summed log-probability (B).
@@ -130,7 +137,7 @@ impl PyBiartCore {
         seg: PyTensor,
         steps: i64,
         beams: usize,
-        token_range: Option<(i64, i64)>,
+        token_range: Vec<(i64, i64)>,
         stop_token: Option<i64>,
         pad_token: i64,
     ) -> PyResult<(PyTensor, PyTensor)> {
@@ -143,7 +150,7 @@ impl PyBiartCore {
                 &seg.0,
                 steps,
                 beams,
-                token_range,
+                &token_range,
                 stop_token,
                 pad_token,
             )

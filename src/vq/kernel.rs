@@ -352,22 +352,28 @@ pub(crate) fn nearest_with<T: Real>(
     T::search(z, codebook, isa)
 }
 
+/// A group of NR codes: row pointers (d contiguous values each), half squared norms, and
+/// the index of the first.
+struct Codes<'a, T> {
+    rows: &'a [*const T],
+    hesq: &'a [T],
+    first: i32,
+}
+
 /// A micro-kernel: for an MR-row panel of packed z (D-major: element (r, d) at d*MR + r)
-/// and NR code rows, computes s[r][j] = hesq[j] − z_r·e_j and, for j = 0..NR in order,
+/// and NR code rows, computes s[r][j] = codes.hesq[j] − z_r·e_j and, for j = 0..NR in order,
 /// replaces (minv[r], mini[r]) by (s[r][j], first + j) where s[r][j] < minv[r].
 trait Tile<T: Real>: Copy + Send + Sync {
     const MR: usize;
     const NR: usize;
     /// # Safety
-    /// `zp` holds d*MR values; each of the NR `codes` pointers d contiguous values;
-    /// `hesq` NR values; `minv` and `mini` MR values each. The CPU supports the kernel.
+    /// `zp` holds d*MR values; `codes` NR rows of d contiguous values and NR norms;
+    /// `minv` and `mini` MR values each. The CPU supports the kernel.
     unsafe fn tile(
         self,
         d: usize,
         zp: *const T,
-        codes: &[*const T],
-        hesq: &[T],
-        first: i32,
+        codes: &Codes<'_, T>,
         minv: *mut T,
         mini: *mut i32,
     );
@@ -386,28 +392,25 @@ impl<T: Real, const MR: usize, const NR: usize> Tile<T> for Portable<MR, NR> {
         self,
         d: usize,
         zp: *const T,
-        codes: &[*const T],
-        hesq: &[T],
-        first: i32,
+        codes: &Codes<'_, T>,
         minv: *mut T,
         mini: *mut i32,
     ) {
-        tile_arrays::<T, MR, NR, false>(d, zp, codes, hesq, first, minv, mini)
+        tile_arrays::<T, MR, NR, false>(d, zp, codes, minv, mini)
     }
 }
 
 #[inline(always)]
+#[allow(clippy::needless_range_loop)]
 unsafe fn tile_arrays<T: Real, const MR: usize, const NR: usize, const FUSED: bool>(
     d: usize,
     zp: *const T,
-    codes: &[*const T],
-    hesq: &[T],
-    first: i32,
+    codes: &Codes<'_, T>,
     minv: *mut T,
     mini: *mut i32,
 ) {
     let mut acc = [[T::ZERO; MR]; NR];
-    let code: [*const T; NR] = std::array::from_fn(|j| codes[j]);
+    let code: [*const T; NR] = std::array::from_fn(|j| codes.rows[j]);
     for k in 0..d {
         let a = &*(zp.add(k * MR) as *const [T; MR]);
         for j in 0..NR {
@@ -425,10 +428,10 @@ unsafe fn tile_arrays<T: Real, const MR: usize, const NR: usize, const FUSED: bo
     let mini = &mut *(mini as *mut [i32; MR]);
     for j in 0..NR {
         for r in 0..MR {
-            let s = hesq[j] - acc[j][r];
+            let s = codes.hesq[j] - acc[j][r];
             if s < minv[r] {
                 minv[r] = s;
-                mini[r] = first + j as i32;
+                mini[r] = codes.first + j as i32;
             }
         }
     }
@@ -436,7 +439,7 @@ unsafe fn tile_arrays<T: Real, const MR: usize, const NR: usize, const FUSED: bo
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{tile_arrays, Tile};
+    use super::{tile_arrays, Codes, Tile};
     use std::arch::x86_64::*;
 
     /// AVX2 + FMA, f32: 16 rows (two ymm) × 6 codes = 12 accumulators.
@@ -451,28 +454,26 @@ mod x86 {
             self,
             d: usize,
             zp: *const f32,
-            codes: &[*const f32],
-            hesq: &[f32],
-            first: i32,
+            codes: &Codes<'_, f32>,
             minv: *mut f32,
             mini: *mut i32,
         ) {
-            avx2_f32(d, zp, codes, hesq, first, minv, mini)
+            avx2_f32(d, zp, codes, minv, mini)
         }
     }
 
+    // The indexed loops keep the register tiles readable.
+    #[allow(clippy::needless_range_loop)]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn avx2_f32(
         d: usize,
         zp: *const f32,
-        codes: &[*const f32],
-        hesq: &[f32],
-        first: i32,
+        codes: &Codes<'_, f32>,
         minv: *mut f32,
         mini: *mut i32,
     ) {
         const NR: usize = 6;
-        let c: [*const f32; NR] = [codes[0], codes[1], codes[2], codes[3], codes[4], codes[5]];
+        let c: [*const f32; NR] = std::array::from_fn(|j| codes.rows[j]);
         let mut acc = [[_mm256_setzero_ps(); 2]; NR];
         let mut a = zp;
         for k in 0..d {
@@ -489,10 +490,10 @@ mod x86 {
             let mut best = _mm256_loadu_ps(minv.add(8 * half));
             let mut idx = _mm256_loadu_si256(mini.add(8 * half) as *const __m256i);
             for j in 0..NR {
-                let s = _mm256_sub_ps(_mm256_set1_ps(hesq[j]), acc[j][half]);
+                let s = _mm256_sub_ps(_mm256_set1_ps(codes.hesq[j]), acc[j][half]);
                 let better = _mm256_cmp_ps::<_CMP_LT_OQ>(s, best);
                 best = _mm256_blendv_ps(best, s, better);
-                let id = _mm256_set1_epi32(first + j as i32);
+                let id = _mm256_set1_epi32(codes.first + j as i32);
                 idx = _mm256_castps_si256(_mm256_blendv_ps(
                     _mm256_castsi256_ps(idx),
                     _mm256_castsi256_ps(id),
@@ -516,28 +517,25 @@ mod x86 {
             self,
             d: usize,
             zp: *const f32,
-            codes: &[*const f32],
-            hesq: &[f32],
-            first: i32,
+            codes: &Codes<'_, f32>,
             minv: *mut f32,
             mini: *mut i32,
         ) {
-            avx512_f32(d, zp, codes, hesq, first, minv, mini)
+            avx512_f32(d, zp, codes, minv, mini)
         }
     }
 
+    #[allow(clippy::needless_range_loop)]
     #[target_feature(enable = "avx512f")]
     unsafe fn avx512_f32(
         d: usize,
         zp: *const f32,
-        codes: &[*const f32],
-        hesq: &[f32],
-        first: i32,
+        codes: &Codes<'_, f32>,
         minv: *mut f32,
         mini: *mut i32,
     ) {
         const NR: usize = 12;
-        let c: [*const f32; NR] = std::array::from_fn(|j| codes[j]);
+        let c: [*const f32; NR] = std::array::from_fn(|j| codes.rows[j]);
         let mut acc = [[_mm512_setzero_ps(); 2]; NR];
         let mut a = zp;
         for k in 0..d {
@@ -554,10 +552,10 @@ mod x86 {
             let mut best = _mm512_loadu_ps(minv.add(16 * half));
             let mut idx = _mm512_loadu_si512(mini.add(16 * half) as *const _);
             for j in 0..NR {
-                let s = _mm512_sub_ps(_mm512_set1_ps(hesq[j]), acc[j][half]);
+                let s = _mm512_sub_ps(_mm512_set1_ps(codes.hesq[j]), acc[j][half]);
                 let better = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(s, best);
                 best = _mm512_mask_mov_ps(best, better, s);
-                idx = _mm512_mask_mov_epi32(idx, better, _mm512_set1_epi32(first + j as i32));
+                idx = _mm512_mask_mov_epi32(idx, better, _mm512_set1_epi32(codes.first + j as i32));
             }
             _mm512_storeu_ps(minv.add(16 * half), best);
             _mm512_storeu_si512(mini.add(16 * half) as *mut _, idx);
@@ -577,13 +575,11 @@ mod x86 {
             self,
             d: usize,
             zp: *const f64,
-            codes: &[*const f64],
-            hesq: &[f64],
-            first: i32,
+            codes: &Codes<'_, f64>,
             minv: *mut f64,
             mini: *mut i32,
         ) {
-            avx2_f64(d, zp, codes, hesq, first, minv, mini)
+            avx2_f64(d, zp, codes, minv, mini)
         }
     }
 
@@ -591,13 +587,11 @@ mod x86 {
     unsafe fn avx2_f64(
         d: usize,
         zp: *const f64,
-        codes: &[*const f64],
-        hesq: &[f64],
-        first: i32,
+        codes: &Codes<'_, f64>,
         minv: *mut f64,
         mini: *mut i32,
     ) {
-        tile_arrays::<f64, 8, 6, true>(d, zp, codes, hesq, first, minv, mini)
+        tile_arrays::<f64, 8, 6, true>(d, zp, codes, minv, mini)
     }
 }
 
@@ -789,9 +783,11 @@ fn drive<T: Real, K: Tile<T>>(
                         kernel.tile(
                             d,
                             zp.as_ptr().add(panel * mr * d),
-                            &ptrs,
-                            &hs,
-                            c0 as i32,
+                            &Codes {
+                                rows: &ptrs,
+                                hesq: &hs,
+                                first: c0 as i32,
+                            },
                             minv.as_mut_ptr().add(panel * mr),
                             mini.as_mut_ptr().add(panel * mr),
                         );
@@ -1057,7 +1053,7 @@ mod tests {
             (5, 100, 1),
         ] {
             let p = plan(n, k, 256, 4, 16, 6, threads);
-            assert!(p.mc % 16 == 0 && p.kc % 6 == 0, "{p:?}");
+            assert!(p.mc.is_multiple_of(16) && p.kc.is_multiple_of(6), "{p:?}");
             assert!(
                 p.row_blocks * p.mc >= n && (p.row_blocks - 1) * p.mc < n,
                 "{p:?}"

@@ -1,0 +1,95 @@
+"""BiART's two directions on ids: image codes from caption ids, caption ids from image
+codes, likelihood scores, and self-reranking (the same model reads each candidate image
+and scores the prompt: no CLIP needed)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from .layout import TokenLayout
+
+
+def _sample_options(greedy, temperature, top_k, top_p, seed):
+    return dict(greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+
+
+@torch.no_grad()
+def generate_image_ids(model, layout: TokenLayout, text: torch.Tensor, *, candidates: int = 1,
+                       temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                       seed: int | None = None, greedy: bool = False,
+                       progress: Callable[[int, int], object] | None = None) -> torch.Tensor:
+    """Caption parts (B, text_len) -> AugVAE ids (B, candidates, image_len); all B x C
+    candidates run as one batch."""
+    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
+        raise ValueError(f"candidates must be a positive int, got {candidates!r}")
+    idx, seg = layout.text_to_image(text)
+    idx = idx.repeat_interleave(candidates, 0)
+    seg = seg.repeat_interleave(candidates, 0)
+    out = model.generate(idx, seg, layout.image_len, token_range=layout.image_range, progress=progress,
+                         pad_token=layout.pad, **_sample_options(greedy, temperature, top_k, top_p, seed))
+    return (out - layout.image_offset).view(text.shape[0], candidates, layout.image_len)
+
+
+@torch.no_grad()
+def generate_caption_ids(model, layout: TokenLayout, image: torch.Tensor, *, beams: int | None = None,
+                         greedy: bool = True, temperature: float = 1.0, top_k: int | None = None,
+                         top_p: float | None = None, seed: int | None = None) -> torch.Tensor:
+    """AugVAE ids (B, image_len) -> caption parts (B, text_len) ending in EOC and PAD.
+
+    Greedy by default; ``beams=k`` runs beam search; ``greedy=False`` samples."""
+    idx, seg = layout.image_to_text(image)
+    common = dict(token_range=layout.caption_ranges, stop_token=layout.eoc, pad_token=layout.pad)
+    if beams is not None and beams > 1:
+        tokens, _ = model.beam_search(idx, seg, layout.text_len, beams=beams, **common)
+        return tokens
+    return model.generate(idx, seg, layout.text_len, **common,
+                          **_sample_options(greedy, temperature, top_k, top_p, seed))
+
+
+def _part_log_likelihood(model, idx, seg, start: int, length: int, legal: list[tuple[int, int]],
+                         stop_token: int | None = None) -> torch.Tensor:
+    """Sum over positions [start, start + length) of log p(token | prefix), with the
+    distribution renormalised over the legal ids as the sampler draws; with ``stop_token``
+    only positions up to and including its first occurrence count."""
+    logits = model(idx, seg)[:, start - 1 : start - 1 + length]
+    mask = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+    for lo, hi in legal:
+        mask[lo:hi] = True
+    targets = idx[:, start : start + length]
+    logp = logits.masked_fill(~mask, float("-inf")).log_softmax(-1)
+    picked = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    if stop_token is not None:
+        is_stop = (targets == stop_token).long()
+        picked = picked.masked_fill((is_stop.cumsum(1) - is_stop) > 0, 0.0)
+    return picked.sum(1)
+
+
+@torch.no_grad()
+def score(model, layout: TokenLayout, text: torch.Tensor, image: torch.Tensor, *, given: str) -> torch.Tensor:
+    """Log-likelihood (B,) of one part given the other.
+
+    ``given="image"``: log p(caption | image), read as ``[SOI] image [SOC] caption``; the
+    caption is scored up to and including EOC (padding carries no information).
+    ``given="text"``: log p(image | caption), read as ``[SOC] caption [SOI] image``.
+    """
+    if given == "image":
+        idx, seg = layout.image_to_text(image, text)
+        return _part_log_likelihood(model, idx, seg, layout.image_len + 2, layout.text_len,
+                                    layout.caption_ranges, stop_token=layout.eoc)
+    if given == "text":
+        idx, seg = layout.text_to_image(text, image)
+        return _part_log_likelihood(model, idx, seg, layout.text_len + 2, layout.image_len, [layout.image_range])
+    raise ValueError(f"given must be 'image' or 'text', got {given!r}")
+
+
+@torch.no_grad()
+def rerank(model, layout: TokenLayout, text: torch.Tensor, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Self-reranking: for captions (B, text_len) and candidate images (B, C, image_len),
+    scores log p(caption | candidate) with the image-to-text direction of the same model.
+    Returns (order (B, C) best first, scores (B, C))."""
+    b, c, n = candidates.shape
+    flat_text = text.repeat_interleave(c, 0)
+    scores = score(model, layout, flat_text, candidates.reshape(b * c, n), given="image").view(b, c)
+    return scores.argsort(dim=1, descending=True, stable=True), scores
