@@ -36,7 +36,7 @@ demo() {
   setup
   cd "$ROOT"
   python -m lverse info
-  python examples/reconstruct_shapes.py
+  python -m lverse reconstruct examples/images/*.png -o out/reconstructions
 }
 
 test_all() {

@@ -64,7 +64,9 @@ impl Sampling {
         }
         let mut mask = vec![false; vocab];
         for &(lo, hi) in &self.token_ranges {
-            mask[lo as usize..hi as usize].iter_mut().for_each(|m| *m = true);
+            mask[lo as usize..hi as usize]
+                .iter_mut()
+                .for_each(|m| *m = true);
         }
         mask
     }
@@ -76,7 +78,12 @@ impl Sampling {
         let mut keep = legal.to_vec();
         if let Some(k) = self.top_k {
             if k < keep.iter().filter(|&&k| k).count() {
-                let mut sorted: Vec<f64> = scaled.iter().zip(&keep).filter(|(_, &k)| k).map(|(&l, _)| l).collect();
+                let mut sorted: Vec<f64> = scaled
+                    .iter()
+                    .zip(&keep)
+                    .filter(|(_, &k)| k)
+                    .map(|(&l, _)| l)
+                    .collect();
                 sorted.sort_by(|a, b| b.total_cmp(a));
                 let cutoff = sorted[k - 1];
                 // minGPT keeps every logit equal to the k-th largest.

@@ -78,6 +78,15 @@ impl GroupNorm {
     }
 }
 
+/// The same values with channels-last strides (NHWC in memory). libtorch's oneDNN
+/// convolutions, GroupNorm and upsampling keep that layout from op to op, which is faster
+/// on CPU, and the quantizer's (B, H, W, C) view of it is free.
+pub fn channels_last(x: &Tensor) -> Result<Tensor> {
+    Ok(x.f_permute([0, 2, 3, 1])?
+        .f_contiguous()?
+        .f_permute([0, 3, 1, 2])?)
+}
+
 /// swish(x) = x * sigmoid(x), computed by libtorch's fused SiLU.
 pub fn swish(x: &Tensor) -> Result<Tensor> {
     Ok(x.f_silu()?)

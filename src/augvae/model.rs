@@ -1,7 +1,7 @@
 //! AugVAE-ML and AugVAE-SL: the module tree with official names, and the three entry
 //! points (encode to ids, decode from ids, the training forward).
 
-use super::blocks::Conv2d;
+use super::blocks::{channels_last, Conv2d};
 use super::config::AugVaeConfig;
 use super::decoder::{Decoder, DecoderShape};
 use super::encoder::{Encoder, EncoderShape};
@@ -201,7 +201,7 @@ impl AugVae {
     /// reads the un-quantized output of the previous one).
     fn encode_features(&self, x: &Tensor, up_to: usize) -> Result<Vec<Tensor>> {
         let mut features = Vec::with_capacity(up_to + 1);
-        let mut h = x.shallow_clone();
+        let mut h = channels_last(x)?;
         for encoder in &self.encoders[..=up_to] {
             h = encoder.forward(&h)?;
             features.push(h.shallow_clone());

@@ -126,13 +126,23 @@ pub fn cached_logits(model: &Biart, idx: &Tensor, seg: &Tensor, prefix: i64) -> 
     model.check_ids(idx, seg, 0)?;
     let total = idx.size()[1];
     if prefix < 1 || prefix > total {
-        return Err(Error::Value(format!("prefix must be in [1, {total}], got {prefix}")));
+        return Err(Error::Value(format!(
+            "prefix must be in [1, {total}], got {prefix}"
+        )));
     }
     let _guard = tch::no_grad_guard();
     let mut cache = model.new_cache(idx.size()[0])?;
-    let mut rows = vec![model.forward_cached(&idx.f_narrow(1, 0, prefix)?, &seg.f_narrow(1, 0, prefix)?, &mut cache)?];
+    let mut rows = vec![model.forward_cached(
+        &idx.f_narrow(1, 0, prefix)?,
+        &seg.f_narrow(1, 0, prefix)?,
+        &mut cache,
+    )?];
     for t in prefix..total {
-        rows.push(model.forward_cached(&idx.f_narrow(1, t, 1)?, &seg.f_narrow(1, t, 1)?, &mut cache)?);
+        rows.push(model.forward_cached(
+            &idx.f_narrow(1, t, 1)?,
+            &seg.f_narrow(1, t, 1)?,
+            &mut cache,
+        )?);
     }
     Ok(Tensor::f_stack(&rows, 1)?)
 }
@@ -151,11 +161,22 @@ fn legal_log_probs(row: &[f32], legal: &[bool]) -> Vec<f64> {
         .zip(legal)
         .filter(|(_, &l)| l)
         .fold(f32::NEG_INFINITY, |m, (&v, _)| m.max(v)) as f64;
-    let total: f64 = row.iter().zip(legal).filter(|(_, &l)| l).map(|(&v, _)| (v as f64 - max).exp()).sum();
+    let total: f64 = row
+        .iter()
+        .zip(legal)
+        .filter(|(_, &l)| l)
+        .map(|(&v, _)| (v as f64 - max).exp())
+        .sum();
     let log_total = total.ln() + max;
     row.iter()
         .zip(legal)
-        .map(|(&v, &l)| if l { v as f64 - log_total } else { f64::NEG_INFINITY })
+        .map(|(&v, &l)| {
+            if l {
+                v as f64 - log_total
+            } else {
+                f64::NEG_INFINITY
+            }
+        })
         .collect()
 }
 

@@ -110,7 +110,9 @@ impl PyBiartCore {
                         callback
                             .call1(py, (done, total))
                             .map(|_| ())
-                            .map_err(|err| Error::Callback(format!("progress callback raised {err}")))
+                            .map_err(|err| {
+                                Error::Callback(format!("progress callback raised {err}"))
+                            })
                     }),
                 }
             };
@@ -120,9 +122,23 @@ impl PyBiartCore {
     }
 
     /// Logits computed token by token through the KV cache (for checking the cache).
-    fn cached_logits(&self, py: Python<'_>, params: Params, idx: PyTensor, seg: PyTensor, prefix: i64) -> PyResult<PyTensor> {
+    fn cached_logits(
+        &self,
+        py: Python<'_>,
+        params: Params,
+        idx: PyTensor,
+        seg: PyTensor,
+        prefix: i64,
+    ) -> PyResult<PyTensor> {
         let tensors = unwrap(params);
-        let logits = py.allow_threads(move || cached_logits(&Biart::from_tensors(&self.config, &tensors)?, &idx.0, &seg.0, prefix))?;
+        let logits = py.allow_threads(move || {
+            cached_logits(
+                &Biart::from_tensors(&self.config, &tensors)?,
+                &idx.0,
+                &seg.0,
+                prefix,
+            )
+        })?;
         Ok(PyTensor(logits))
     }
 

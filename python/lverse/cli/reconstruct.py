@@ -7,8 +7,9 @@ from pathlib import Path
 def register(sub):
     p = sub.add_parser("reconstruct", help="reconstruct images through an AugVAE checkpoint")
     p.add_argument("images", nargs="+", type=Path, help="image files")
-    p.add_argument("--ckpt", required=True, type=Path,
-                   help="AugVAE checkpoint: official Lightning .ckpt or lverse .safetensors")
+    p.add_argument("--ckpt", type=Path, default=None,
+                   help="AugVAE checkpoint: official Lightning .ckpt or lverse .safetensors "
+                        "(default: the AugVAE shipped with lverse)")
     p.add_argument("-o", "--output", type=Path, default=Path("reconstructions"),
                    help="directory for the reconstructed PNGs (default: reconstructions)")
     p.add_argument("--size", type=int, default=None,
@@ -29,7 +30,9 @@ def run(args) -> int:
     missing = [str(p) for p in args.images if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"no such image file: {', '.join(missing)}")
-    model = AugVAE.from_checkpoint(args.ckpt, map_location=args.device)
+    from lverse.weights import default_augvae_path
+
+    model = AugVAE.from_checkpoint(args.ckpt or default_augvae_path(), map_location=args.device)
     size = args.size or model.config.resolution
     args.output.mkdir(parents=True, exist_ok=True)
     scores = []

@@ -1,0 +1,153 @@
+"""BiART sampling speed on CPU, one run, same weights for every method:
+
+* lverse: the native KV-cached sampler (``BiART.generate``);
+* cached PyTorch: a plain PyTorch loop with a preallocated KV cache and SDPA;
+* minGPT uncached: minGPT's ``sample`` (a full forward over the prefix per token);
+* floor: one matrix-vector pass over every weight per token (what batch 1 must stream).
+
+    python benches/bench_biart.py            # issue layout + L-Verse layout
+    python benches/bench_biart.py --quick    # fewer tokens, no uncached loop
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lverse import BiART  # noqa: E402
+
+from tests.reference_mingpt import ReferenceBiART  # noqa: E402
+
+
+def clock(fn, *args, **kwargs) -> float:
+    start = time.perf_counter()
+    fn(*args, **kwargs)
+    return time.perf_counter() - start
+
+
+@torch.inference_mode()
+def cached_torch_loop(ref: ReferenceBiART, idx, seg, steps, lo, hi, n_head):
+    """A straightforward KV-cached sampler in PyTorch (preallocated cache, SDPA)."""
+    b, t = idx.shape
+    d = ref.tok_emb.weight.shape[1]
+    hs = d // n_head
+    total = t + steps
+    caches = [(torch.zeros(b, n_head, total, hs), torch.zeros(b, n_head, total, hs)) for _ in ref.blocks]
+
+    def run(tokens, segs, start):
+        n = tokens.shape[1]
+        x = ref.tok_emb(tokens) + ref.seg_emb(segs) + ref.pos_emb[:, start : start + n]
+        for block, (kc, vc) in zip(ref.blocks, caches, strict=True):
+            h = block.ln1(x)
+            a = block.attn
+
+            def split(y):
+                return y.view(b, n, n_head, hs).transpose(1, 2)
+
+            kc[:, :, start : start + n] = split(a.key(h))
+            vc[:, :, start : start + n] = split(a.value(h))
+            y = F.scaled_dot_product_attention(split(a.query(h)), kc[:, :, : start + n], vc[:, :, : start + n],
+                                               is_causal=n > 1)
+            x = x + a.proj(y.transpose(1, 2).reshape(b, n, d))
+            x = x + block.mlp(block.ln2(x))
+        return ref.head(ref.ln_f(x[:, -1]))
+
+    logits = run(idx, seg, 0)
+    out = []
+    gen = torch.ones(b, 1, dtype=torch.long)
+    for step in range(steps):
+        probs = logits[:, lo:hi].softmax(-1)
+        nxt = torch.multinomial(probs, 1) + lo
+        out.append(nxt)
+        if step + 1 < steps:
+            logits = run(nxt, gen, t + step)
+    return torch.cat(out, 1)
+
+
+@torch.inference_mode()
+def uncached_mingpt_loop(ref: ReferenceBiART, idx, seg, steps, lo, hi):
+    gen = torch.ones(idx.shape[0], 1, dtype=torch.long)
+    for _ in range(steps):
+        logits = ref(idx, seg)[:, -1, lo:hi]
+        nxt = torch.multinomial(logits.softmax(-1), 1) + lo
+        idx = torch.cat([idx, nxt], 1)
+        seg = torch.cat([seg, gen], 1)
+    return idx
+
+
+@torch.inference_mode()
+def weight_streaming_floor(ref: ReferenceBiART, steps: int, batch: int) -> float:
+    """Every Linear weight and the head, applied once per token to a (batch, d) vector."""
+    d = ref.tok_emb.weight.shape[1]
+    x = torch.randn(batch, d)
+    h = torch.randn(batch, 4 * d)
+    layers = []
+    for block in ref.blocks:
+        a = block.attn
+        layers += [(a.key, x), (a.query, x), (a.value, x), (a.proj, x), (block.mlp[0], x), (block.mlp[2], h)]
+    layers.append((ref.head, x))
+
+    def one_token():
+        for lin, inp in layers:
+            lin(inp)
+
+    one_token()
+    start = time.perf_counter()
+    for _ in range(steps):
+        one_token()
+    return time.perf_counter() - start
+
+
+def bench(name, n_layer, n_embd, n_head, text_len, image_len, image_vocab, text_vocab, batches, steps, uncached):
+    vocab = text_vocab + image_vocab + 4
+    block = 2 + text_len + image_len
+    torch.manual_seed(0)
+    model = BiART(vocab, block, n_layer=n_layer, n_head=n_head, n_embd=n_embd).eval()
+    ref = ReferenceBiART(vocab, block, n_layer, n_head, n_embd).eval()
+    ref.load_state_dict(model.state_dict())
+    lo, hi = text_vocab, text_vocab + image_vocab
+    steps = steps or image_len
+    rows = []
+    for b in batches:
+        idx = torch.randint(0, text_vocab, (b, text_len + 2))
+        seg = torch.zeros_like(idx)
+        model.generate(idx, seg, 4, seed=0, token_range=(lo, hi))  # warm-up
+        t_lv = clock(model.generate, idx, seg, steps, seed=0, token_range=(lo, hi))
+        t_cached = clock(cached_torch_loop, ref, idx, seg, steps, lo, hi, n_head)
+        t_floor = weight_streaming_floor(ref, steps, b)
+        t_unc = clock(uncached_mingpt_loop, ref, idx, seg, steps, lo, hi) if uncached and b == 1 else None
+        rows.append((name, b, steps, t_lv, t_cached, t_unc, t_floor))
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    rows = []
+    # The issue's layout: 256 image ids after a 32-id caption, 8 x 512 x 8 heads, 8192 codes.
+    rows += bench("issue 8x512", 8, 512, 8, 32, 256, 8192, 1000, [1, 16],
+                  64 if args.quick else None, uncached=not args.quick)
+    # L-Verse's own layout: 1024 image ids after 64 text ids, 12 x 512.
+    rows += bench("L-Verse 12x512", 12, 512, 8, 64, 1024, 8192, 1000, [1, 16],
+                  64 if args.quick else None, uncached=False)
+    print(f"\nBiART sampling on CPU ({torch.get_num_threads()} threads); seconds for the whole continuation")
+    header = (f"{'model':<15}{'batch':>6}{'tokens':>7}{'lverse s':>10}{'cached s':>10}{'uncached s':>11}"
+              f"{'floor s':>9}{'lverse/floor':>13}{'vs cached':>10}{'vs uncached':>12}{'lverse tok/s':>13}")
+    print(header)
+    for name, b, steps, lv, cached, unc, floor in rows:
+        unc_s = f"{unc:>11.2f}" if unc else f"{'-':>11}"
+        unc_r = f"{unc / lv:>11.1f}x" if unc else f"{'-':>12}"
+        print(f"{name:<15}{b:>6}{steps:>7}{lv:>10.2f}{cached:>10.2f}{unc_s}{floor:>9.2f}"
+              f"{100 * floor / lv:>12.0f}%{cached / lv:>9.2f}x{unc_r}{b * steps / lv:>13.1f}")
+
+
+if __name__ == "__main__":
+    main()
