@@ -10,6 +10,7 @@ pub mod image_io;
 pub mod params;
 pub mod resample;
 pub mod sampling;
+pub mod tokenizer;
 pub mod vq;
 
 #[cfg(feature = "python")]

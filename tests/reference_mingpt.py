@@ -4,7 +4,6 @@ SPEC §4 as the oracle for BiART: explicit masked softmax attention, no cache.""
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 

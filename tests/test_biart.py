@@ -3,10 +3,9 @@ sampler against hand-computed distributions."""
 
 import math
 
+import lverse
 import pytest
 import torch
-
-import lverse
 from lverse import BiART
 
 from .conftest import cuda

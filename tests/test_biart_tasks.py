@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from lverse import BiART
 from lverse.layout import TokenLayout
 from lverse.tasks import generate_caption_ids, generate_image_ids, rerank, score

@@ -12,6 +12,7 @@ from . import _native, images
 from .augvae import AugVAE, AugVAEConfig
 from .biart import BiART, BiARTConfig
 from .errors import CheckpointError, ImageError, LverseError
+from .tokenizer import Tokenizer
 
 __version__ = _native.__version__
 
@@ -23,6 +24,7 @@ __all__ = [
     "CheckpointError",
     "ImageError",
     "LverseError",
+    "Tokenizer",
     "images",
     "__version__",
 ]

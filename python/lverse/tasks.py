@@ -85,7 +85,8 @@ def score(model, layout: TokenLayout, text: torch.Tensor, image: torch.Tensor, *
 
 
 @torch.no_grad()
-def rerank(model, layout: TokenLayout, text: torch.Tensor, candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def rerank(model, layout: TokenLayout, text: torch.Tensor,
+           candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Self-reranking: for captions (B, text_len) and candidate images (B, C, image_len),
     scores log p(caption | candidate) with the image-to-text direction of the same model.
     Returns (order (B, C) best first, scores (B, C))."""

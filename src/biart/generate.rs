@@ -182,6 +182,7 @@ fn legal_log_probs(row: &[f32], legal: &[bool]) -> Vec<f64> {
 
 /// Beam search: the `beams` most likely continuations per row, by summed log-probability
 /// over the legal range; returns the best one per row (B, steps) and its score (B).
+#[allow(clippy::too_many_arguments)]
 pub fn beam_search(
     model: &Biart,
     idx: &Tensor,

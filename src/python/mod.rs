@@ -6,6 +6,7 @@ mod biart;
 mod errors;
 mod images;
 mod specs;
+mod tokenizer;
 mod vq;
 
 use pyo3::prelude::*;
@@ -15,6 +16,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<augvae::PyAugVaeCore>()?;
     m.add_class::<biart::PyBiartCore>()?;
+    m.add_class::<tokenizer::PyTokenizer>()?;
     m.add_function(wrap_pyfunction!(images::load_files, m)?)?;
     m.add_function(wrap_pyfunction!(images::load_pixels, m)?)?;
     m.add_function(wrap_pyfunction!(rayon_threads, m)?)?;
