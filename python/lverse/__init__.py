@@ -1,14 +1,14 @@
 """lverse: L-Verse (CVPR 2022) with a native libtorch core.
 
-AugVAE turns images into discrete codes and back; BiART (coming) turns text into image
-codes and image codes into text with one set of weights.
+AugVAE turns images into discrete codes and back; BiART turns text into image codes and
+image codes into text with one set of weights.
 """
 
 # torch must be imported before the native module: the extension links libtorch_python,
 # which only torch's own import makes loadable.
 import torch  # noqa: F401
 
-from . import _native, images
+from . import _native, images, layout, tasks, vq
 from .augvae import AugVAE, AugVAEConfig
 from .biart import BiART, BiARTConfig
 from .errors import CheckpointError, ImageError, LverseError
@@ -26,5 +26,8 @@ __all__ = [
     "LverseError",
     "Tokenizer",
     "images",
+    "layout",
+    "tasks",
+    "vq",
     "__version__",
 ]
