@@ -1,7 +1,7 @@
 """Benchmark of lverse.vq.nearest against the reference expression and torch.cdist (CPU).
 
     python benches/bench_vq.py                 # N = 1024 (one image) and 8192 (batch 8)
-    python benches/bench_vq.py --sizes 8192 --repeats 9
+    python benches/bench_vq.py --sizes 8192 --repeats 9 --threads 1
 
 For each N (K = 8192 codes, D = 256, float32) it times, interleaved round by round in one
 process so that machine noise hits every method alike (median of --repeats rounds after a
@@ -63,7 +63,8 @@ def vm_hwm_kib() -> int:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def child(name: str, n: int, k: int, d: int) -> None:
+def child(name: str, n: int, k: int, d: int, threads: int) -> None:
+    torch.set_num_threads(threads)
     fn = method(name)
     z, e = make_inputs(n, k, d)
     before = vm_hwm_kib()
@@ -74,7 +75,7 @@ def child(name: str, n: int, k: int, d: int) -> None:
 
 
 def peak_extra_mib(name: str, n: int, k: int, d: int) -> float:
-    cmd = [sys.executable, __file__, "--child", name, str(n), str(k), str(d)]
+    cmd = [sys.executable, __file__, "--child", name, str(n), str(k), str(d), str(torch.get_num_threads())]
     result = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])["extra_mib"]
 
@@ -109,12 +110,17 @@ def main() -> None:
     parser.add_argument("-k", type=int, default=K_DEFAULT)
     parser.add_argument("-d", type=int, default=D_DEFAULT)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--child", nargs=4, metavar=("METHOD", "N", "K", "D"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch.set_num_threads (lverse follows it); default: torch's"
+    )
+    parser.add_argument("--child", nargs=5, metavar=("METHOD", "N", "K", "D", "THREADS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        name, n, k, d = args.child
-        child(name, int(n), int(k), int(d))
+        name, n, k, d, threads = args.child
+        child(name, int(n), int(k), int(d), int(threads))
         return
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     k, d = args.k, args.d
     print(

@@ -189,12 +189,25 @@ fn nearest_cpu(z: &Tensor, codebook: &Tensor, kind: Kind) -> Result<(Tensor, Ten
     }
 }
 
+/// The tensor itself, or an aligned copy when its data pointer is not aligned for T
+/// (possible with `torch.frombuffer` at an odd offset).
+fn aligned_for<T>(t: &Tensor) -> Result<Tensor> {
+    if (t.data_ptr() as usize).is_multiple_of(std::mem::align_of::<T>()) {
+        return Ok(t.shallow_clone());
+    }
+    let mut copy = t.f_zeros_like()?;
+    copy.f_copy_(t)?;
+    Ok(copy)
+}
+
 fn run_cpu<T: Real + tch::kind::Element>(
     z: &Tensor,
     codebook: &Tensor,
 ) -> Result<(Tensor, Tensor)> {
-    // SAFETY: `check` made both dense 2-D CPU tensors, and the caller gave them T's dtype;
-    // they outlive the views, and the kernel only reads.
+    let (z, codebook) = (aligned_for::<T>(z)?, aligned_for::<T>(codebook)?);
+    let (z, codebook) = (&z, &codebook);
+    // SAFETY: `check` made both dense 2-D CPU tensors, the caller gave them T's dtype,
+    // `aligned_for` T's alignment; they outlive the views, and the kernel only reads.
     let (zv, ev) = unsafe { (view::<T>(z), view::<T>(codebook)) };
     let out = pool::install(|| kernel::nearest(zv, ev)).map_err(kernel_error)?;
     Ok((

@@ -153,6 +153,17 @@ def test_non_contiguous_inputs():
         assert torch.equal(ids, ids_c)
 
 
+def test_misaligned_data_pointer():
+    # torch.frombuffer at an odd byte offset gives a float32 tensor that is not 4-aligned.
+    buf = bytearray(4 * 30 * 6 + 2)
+    z = torch.frombuffer(buf, dtype=torch.float32, offset=2, count=30 * 6).view(30, 6)
+    z.copy_(torch.randn(30, 6, generator=torch.Generator().manual_seed(11)))
+    assert z.data_ptr() % 4 != 0
+    e = torch.randn(9, 6)
+    ids, dists = vq.nearest(z, e)
+    assert_near_optimal(z, e, ids, dists)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_inputs_accumulate_in_float32(dtype):
     g = torch.Generator().manual_seed(7)

@@ -78,7 +78,7 @@ impl EmaQuantizer {
         let _guard = tch::no_grad_guard();
         let size = z.size();
         let flat = z.f_permute([0, 2, 3, 1])?.f_reshape([-1, size[1]])?;
-        let ids = vq::nearest_reference(&flat, &self.weight)?;
+        let (ids, _) = vq::nearest(&flat, &self.weight)?;
         Ok(ids.f_reshape([size[0], size[2] * size[3]])?)
     }
 
@@ -91,7 +91,7 @@ impl EmaQuantizer {
         let flat = z_bhwc.f_reshape([-1, d])?;
         let ids = {
             let _guard = tch::no_grad_guard();
-            vq::nearest_reference(&flat, &self.weight)?
+            vq::nearest(&flat, &self.weight)?.0
         };
         let looked_up =
             Tensor::f_embedding(&self.weight, &ids, -1, false, false)?.f_view([b, h, w, d])?;

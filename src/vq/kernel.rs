@@ -431,7 +431,7 @@ unsafe fn tile_arrays<T: Real, const MR: usize, const NR: usize, const FUSED: bo
             let s = codes.hesq[j] - acc[j][r];
             if s < minv[r] {
                 minv[r] = s;
-                mini[r] = codes.first + j as i32;
+                mini[r] = codes.first.wrapping_add(j as i32);
             }
         }
     }
