@@ -130,10 +130,33 @@ class AugVAE(nn.Module):
         """(reconstruction, commitment loss) with the straight-through estimator.
 
         In train mode (and while ``ema_update``) the shared EMA codebook is updated in place.
+        Under ``torch.distributed`` the EMA statistics are then averaged over the ranks, so
+        the codebook stays identical everywhere (the official code let it drift per rank).
         """
         images = self._require_tensor(images, "images")
         update = self.training and self.ema_update
-        return self._core.forward(self._tensors(), images, update)
+        out = self._core.forward(self._tensors(), images, update)
+        if update and torch.distributed.is_available() and torch.distributed.is_initialized():
+            self.sync_codebook()
+        return out
+
+    @torch.no_grad()
+    def sync_codebook(self) -> None:
+        """Averages the EMA cluster sizes and code sums over all ranks and recomputes the
+        codebook from them, with the same smoothing as the EMA update (SPEC §2.4). The two
+        averages are linear in the per-rank statistics, so this equals an EMA over the
+        statistics of the global batch."""
+        import torch.distributed as dist
+
+        embedding = self.quantizers[0].embedding
+        world = dist.get_world_size()
+        for tensor in (embedding.cluster_size, embedding.embed_avg):
+            dist.all_reduce(tensor)
+            tensor.div_(world)
+        eps, k = self.config.ema_eps, self.config.num_tokens
+        n = embedding.cluster_size.sum()
+        smoothed = (embedding.cluster_size + eps) / (n + k * eps) * n
+        embedding.weight.copy_(embedding.embed_avg / smoothed.unsqueeze(1))
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes lverse's format: safetensors with the config in its metadata."""
