@@ -5,12 +5,11 @@ and the loss falls."""
 import os
 import socket
 
+import lverse
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-
-import lverse
 
 from .conftest import SMALL
 

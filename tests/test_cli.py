@@ -4,10 +4,9 @@ import json
 import subprocess
 import sys
 
+import lverse
 import torch
 from PIL import Image
-
-import lverse
 
 from .conftest import SMALL
 
