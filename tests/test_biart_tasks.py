@@ -114,3 +114,20 @@ def test_rerank_orders_by_caption_likelihood(model):
     assert scores[0, order[0, 0]] == scores.max()
     direct = score(model, LAYOUT, text.repeat(5, 1), candidates[0], given="image")
     assert torch.allclose(direct, scores[0])
+
+
+def test_checkpoint_carries_layout_and_tokenizer(tmp_path):
+    from lverse import Tokenizer
+
+    captions = ["a small red circle at the top", "a large blue square left of a small green cross"] * 20
+    tok = Tokenizer.train(captions, 600)
+    layout = TokenLayout(text_vocab=tok.vocab_size, image_vocab=16, text_len=12, image_len=9)
+    model = BiART.for_layout(layout, tok, n_layer=1, n_head=2, n_embd=16)
+    path = tmp_path / "biart.safetensors"
+    model.save(path, metadata={"trained_steps": 5})
+    loaded = BiART.from_checkpoint(path)
+    assert loaded.layout == layout
+    assert loaded.tokenizer.encode(captions[1]) == tok.encode(captions[1])
+    assert loaded.metadata == {"trained_steps": 5}
+    with pytest.raises(ValueError, match="layout needs vocab_size"):
+        BiART(10, 30, n_layer=1, n_head=1, n_embd=8).attach(layout, tok)

@@ -13,6 +13,7 @@ from torch import nn
 
 from . import _native
 from ._params import build_tree, named_tensors
+from .layout import TokenLayout
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,32 @@ class BiART(nn.Module):
         self.config = config
         self._core = _native.BiartCore(**config.to_dict())
         build_tree(self, self._core.param_specs())
+        # What the ids mean; travels with the weights in save()/from_checkpoint().
+        self.layout: TokenLayout | None = None
+        self.tokenizer = None
+
+    @classmethod
+    def for_layout(cls, layout: TokenLayout, tokenizer=None, *, n_layer: int = 8, n_head: int = 8,
+                   n_embd: int = 512, **dropouts) -> BiART:
+        """A BiART sized for ``layout`` (vocabulary and block size), carrying it and the
+        tokenizer that produced its text ids."""
+        model = cls(layout.vocab_size, layout.block_size, n_layer, n_head, n_embd, **dropouts)
+        model.attach(layout, tokenizer)
+        return model
+
+    def attach(self, layout: TokenLayout | None, tokenizer=None) -> None:
+        """Sets the token layout (and tokenizer) after checking they fit the model."""
+        if layout is not None:
+            if layout.vocab_size != self.config.vocab_size or layout.block_size > self.config.block_size:
+                raise ValueError(
+                    f"layout needs vocab_size {layout.vocab_size} and block_size >= {layout.block_size}, "
+                    f"the model has {self.config.vocab_size} and {self.config.block_size}"
+                )
+            if tokenizer is not None and tokenizer.vocab_size != layout.text_vocab:
+                raise ValueError(
+                    f"tokenizer has {tokenizer.vocab_size} ids but the layout's text vocabulary is {layout.text_vocab}"
+                )
+        self.layout, self.tokenizer = layout, tokenizer
 
     def extra_repr(self) -> str:
         c = self.config
@@ -139,19 +166,37 @@ class BiART(nn.Module):
                                       pad_token=pad_token)
 
     def save(self, path: str | os.PathLike, metadata: dict | None = None) -> None:
-        """Writes safetensors with the config (and any extra JSON-able metadata)."""
+        """Writes safetensors carrying the config, the token layout and the tokenizer
+        (``n_head`` cannot be read off shapes, nor the meaning of an id), plus any extra
+        JSON-able ``metadata``."""
         from .checkpoint import save_safetensors
 
+        extra = dict(metadata or {})
+        if self.layout is not None:
+            extra["layout"] = self.layout.to_dict()
+        if self.tokenizer is not None:
+            extra["tokenizer"] = self.tokenizer.to_json()
         save_safetensors(path, "biart", self.config.to_dict(), self._tensors(),
-                         self._core.param_specs(), extra=metadata)
+                         self._core.param_specs(), extra=extra)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, map_location="cpu") -> BiART:
-        from .checkpoint import load_biart_checkpoint
+        """Loads an lverse BiART file with its layout and tokenizer; eval mode. The file's
+        other metadata is in ``model.metadata``."""
+        from .checkpoint import CheckpointError, load_biart_checkpoint
+        from .tokenizer import Tokenizer
 
-        config, state, _extra = load_biart_checkpoint(path)
+        config, state, extra = load_biart_checkpoint(path)
         model = cls(config=BiARTConfig.from_dict(config))
         model.load_checked(state, source=str(path))
+        extra = dict(extra)
+        try:
+            layout = TokenLayout(**extra.pop("layout")) if "layout" in extra else None
+            tokenizer = Tokenizer.from_json(extra.pop("tokenizer")) if "tokenizer" in extra else None
+            model.attach(layout, tokenizer)
+        except (TypeError, ValueError) as err:
+            raise CheckpointError(f"{path}: inconsistent layout or tokenizer: {err}") from err
+        model.metadata = extra
         return model.to(map_location).eval()
 
     def load_checked(self, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
