@@ -14,13 +14,14 @@ def reference_for(config) -> ReferenceAugVAE:
         hidden=config.hidden_dim, mults=config.ch_mult, inner=config.inner_ch_mult,
         n_res=config.num_res_blocks, z=config.z_channels, dim=config.codebook_dim,
         k=config.num_tokens, levels=config.levels, single_level=config.single_level,
+        use_attn=config.use_attn,
     )
 
 
-def make_pair(single_level=None, seed=0, dtype=torch.float32):
+def make_pair(single_level=None, seed=0, dtype=torch.float32, use_attn=False):
     """An lverse AugVAE and the reference with identical random weights."""
     torch.manual_seed(seed)
-    model = lverse.AugVAE(lverse.AugVAEConfig(**SMALL, single_level=single_level))
+    model = lverse.AugVAE(lverse.AugVAEConfig(**SMALL, single_level=single_level, use_attn=use_attn))
     with torch.no_grad():
         # Spread the codebook like trained features so that codes are well separated.
         model.quantizers[0].embedding.weight.normal_(0, 0.5)

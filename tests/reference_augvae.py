@@ -51,17 +51,48 @@ class Up(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
 
 
-class Mid(nn.Module):
+class Attn(nn.Module):
+    """Single-head spatial self-attention over all positions (taming's AttnBlock)."""
+
     def __init__(self, c):
         super().__init__()
-        self.block_1, self.block_2 = ResBlock(c, c), ResBlock(c, c)
+        self.norm = norm(c)
+        self.q, self.k, self.v, self.proj_out = (nn.Conv2d(c, c, 1) for _ in range(4))
 
     def forward(self, x):
-        return self.block_2(self.block_1(x))
+        b, c, h, w = x.shape
+        n = self.norm(x)
+        q = self.q(n).flatten(2).transpose(1, 2)            # b, hw, c
+        k = self.k(n).flatten(2)                            # b, c, hw
+        att = torch.softmax(q @ k * c**-0.5, dim=2)         # b, hw(query), hw(key)
+        out = (self.v(n).flatten(2) @ att.transpose(1, 2)).view(b, c, h, w)
+        return x + self.proj_out(out)
+
+
+class Mid(nn.Module):
+    def __init__(self, c, use_attn=False):
+        super().__init__()
+        self.block_1, self.block_2 = ResBlock(c, c), ResBlock(c, c)
+        if use_attn:
+            self.attn_1 = Attn(c)
+
+    def forward(self, x):
+        x = self.block_1(x)
+        if hasattr(self, "attn_1"):
+            x = self.attn_1(x)
+        return self.block_2(x)
+
+
+def run_level(level, h):
+    for i, block in enumerate(level.block):
+        h = block(h)
+        if hasattr(level, "attn"):
+            h = level.attn[i](h)
+    return h
 
 
 class Encoder(nn.Module):
-    def __init__(self, c_in, hidden, mults, n_res, z):
+    def __init__(self, c_in, hidden, mults, n_res, z, use_attn=False):
         super().__init__()
         self.conv_in = nn.Conv2d(c_in, hidden, 3, padding=1)
         self.down = nn.ModuleList()
@@ -72,29 +103,30 @@ class Encoder(nn.Module):
             for _ in range(n_res):
                 level.block.append(ResBlock(c, hidden * m))
                 c = hidden * m
+            if use_attn and i == len(mults) - 1:  # the quantized grid's resolution
+                level.attn = nn.ModuleList(Attn(c) for _ in range(n_res))
             if i != len(mults) - 1:
                 level.downsample = Down(c)
             self.down.append(level)
-        self.mid = Mid(c)
+        self.mid = Mid(c, use_attn)
         self.norm_out = norm(c)
         self.conv_out = nn.Conv2d(c, z, 3, padding=1)
 
     def forward(self, x):
         h = self.conv_in(x)
         for level in self.down:
-            for block in level.block:
-                h = block(h)
+            h = run_level(level, h)
             if hasattr(level, "downsample"):
                 h = level.downsample(h)
         return self.conv_out(swish(self.norm_out(self.mid(h))))
 
 
 class Decoder(nn.Module):
-    def __init__(self, z_in, hidden, mults, n_res, c_out):
+    def __init__(self, z_in, hidden, mults, n_res, c_out, use_attn=False):
         super().__init__()
         c = hidden * mults[-1]
         self.conv_in = nn.Conv2d(z_in, c, 3, padding=1)
-        self.mid = Mid(c)
+        self.mid = Mid(c, use_attn)
         levels = []
         for i in reversed(range(len(mults))):
             level = nn.Module()
@@ -102,6 +134,8 @@ class Decoder(nn.Module):
             for _ in range(n_res + 1):
                 level.block.append(ResBlock(c, hidden * mults[i]))
                 c = hidden * mults[i]
+            if use_attn and i == len(mults) - 1:  # the input grid's resolution
+                level.attn = nn.ModuleList(Attn(c) for _ in range(n_res + 1))
             if i != 0:
                 level.upsample = Up(c)
             levels.append(level)
@@ -112,8 +146,7 @@ class Decoder(nn.Module):
     def forward(self, z):
         h = self.mid(self.conv_in(z))
         for level in reversed(self.up):
-            for block in level.block:
-                h = block(h)
+            h = run_level(level, h)
             if hasattr(level, "upsample"):
                 h = level.upsample(h)
         return self.conv_out(swish(self.norm_out(h)))
@@ -159,18 +192,19 @@ class ReferenceAugVAE(nn.Module):
     """ML when ``single_level`` is None, else the SL fine-tune keeping that level."""
 
     def __init__(self, hidden=128, mults=(1, 2, 4), inner=(2, 4), n_res=2, z=256, dim=256,
-                 k=8192, levels=4, single_level=None):
+                 k=8192, levels=4, single_level=None, use_attn=False):
         super().__init__()
         self.levels, self.single_level = levels, single_level
+        a = use_attn
         self.encoders = nn.ModuleList(
-            [Encoder(3, hidden, mults, n_res, z)]
-            + [Encoder(z, hidden, inner, n_res, z) for _ in range(levels - 1)]
+            [Encoder(3, hidden, mults, n_res, z, a)]
+            + [Encoder(z, hidden, inner, n_res, z, a) for _ in range(levels - 1)]
         )
         self.pre_quants = nn.ModuleList(nn.Conv2d(z, dim, 1) for _ in range(levels))
         self.quantizers = nn.ModuleList(Quantizer(k, dim) for _ in range(levels))
         self.post_quants = nn.ModuleList(nn.Conv2d(dim, z, 1) for _ in range(levels))
-        decoders = [Decoder(z if i == 0 else 2 * z, hidden, inner, n_res, z) for i in range(levels - 1)]
-        decoders.append(Decoder(z if levels == 1 else 2 * z, hidden, mults, n_res, 3))
+        decoders = [Decoder(z if i == 0 else 2 * z, hidden, inner, n_res, z, a) for i in range(levels - 1)]
+        decoders.append(Decoder(z if levels == 1 else 2 * z, hidden, mults, n_res, 3, a))
         self.decoders = nn.ModuleList(decoders)
         for i in range(1, levels):  # the official weight sharing
             self.pre_quants[i].weight = self.pre_quants[0].weight

@@ -2,6 +2,7 @@
 
 import copy
 
+import pytest
 import torch
 
 from .conftest import cuda, make_pair
@@ -140,3 +141,16 @@ def test_cuda_matches_cpu(images):
     gpu = model.to("cuda")
     assert torch.equal(gpu.encode(images.cuda()).cpu(), ids)
     assert max_diff(gpu.decode(ids.cuda()).cpu(), reference.decode(ids)) < 1e-3
+
+
+@pytest.mark.parametrize("single_level", [None, 1], ids=["ML", "SL"])
+def test_attention_variant_matches(images, single_level):
+    # use_attn=True checkpoints (off in both official configs) carry attention blocks.
+    model, reference = make_pair(single_level=single_level, use_attn=True)
+    assert "encoders.0.down.1.attn.0.q.weight" in model.state_dict()
+    assert "decoders.0.mid.attn_1.proj_out.bias" in model.state_dict()
+    model.eval()
+    reference.eval()
+    ids = model.encode(images)
+    assert torch.equal(ids, reference.encode(images))
+    assert max_diff(model.decode(ids), reference.decode(ids)) < 1e-4
