@@ -131,3 +131,22 @@ def test_checkpoint_carries_layout_and_tokenizer(tmp_path):
     assert loaded.metadata == {"trained_steps": 5}
     with pytest.raises(ValueError, match="layout needs vocab_size"):
         BiART(10, 30, n_layer=1, n_head=1, n_embd=8).attach(layout, tok)
+
+
+def test_caption_text_round_trip():
+    from lverse import Tokenizer
+
+    captions = ["a small red circle at the top", "a large blue square left of a small green cross"] * 20
+    tok = Tokenizer.train(captions, 600)
+    layout = TokenLayout(text_vocab=tok.vocab_size, image_vocab=16, text_len=12, image_len=9)
+    parts = layout.encode_captions(tok, captions[:2])
+    assert parts.shape == (2, 12)
+    assert (parts == layout.eoc).sum(1).tolist() == [1, 1]
+    assert layout.decode_captions(tok, parts) == [tok.decode(tok.encode(c)) for c in captions[:2]]
+    with pytest.raises(ValueError, match="text is empty"):
+        layout.encode_captions(tok, ["  "])
+    with pytest.raises(TypeError):
+        layout.encode_captions(tok, [3])
+    short = TokenLayout(text_vocab=tok.vocab_size, image_vocab=16, text_len=3, image_len=9)
+    with pytest.warns(UserWarning, match="truncated to 2"):
+        short.encode_captions(tok, captions[1])

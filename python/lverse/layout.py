@@ -103,6 +103,22 @@ class TokenLayout:
                 out.append(t)
         return out
 
+    def encode_captions(self, tokenizer, texts) -> torch.Tensor:
+        """Texts -> caption parts (B, text_len): tokenizer ids, EOC, PAD (truncating with
+        a warning). Empty or non-string text raises as the tokenizer does."""
+        if isinstance(texts, str):
+            texts = [texts]
+        if tokenizer.vocab_size != self.text_vocab:
+            raise ValueError(
+                f"tokenizer has {tokenizer.vocab_size} ids but the layout's text vocabulary is {self.text_vocab}"
+            )
+        rows = [self.caption_ids(ids) for ids in tokenizer.encode_batch(list(texts))]
+        return torch.tensor(rows, dtype=torch.long).view(len(rows), self.text_len)
+
+    def decode_captions(self, tokenizer, parts: torch.Tensor) -> list[str]:
+        """Caption parts (B, text_len) -> texts: words up to EOC, special tokens dropped."""
+        return [tokenizer.decode(self.caption_tokens(row)) for row in parts.tolist()]
+
     # -- sequences --------------------------------------------------------------------
 
     def _check(self, text: torch.Tensor, image: torch.Tensor | None) -> None:
