@@ -68,3 +68,24 @@ def test_train_vae_and_resume(tmp_path):
     assert second.returncode == 0, second.stderr
     state = torch.load(out_dir / "train_state.pt", weights_only=False)
     assert state["step"] == 3
+
+
+def test_train_biart_on_fake_data_and_resume(tmp_path):
+    torch.manual_seed(0)
+    vae = lverse.AugVAE(lverse.AugVAEConfig(**SMALL, single_level=1))
+    vae_path = tmp_path / "vae.safetensors"
+    vae.save(vae_path)
+    out_dir = tmp_path / "biart"
+    common = ["--out", out_dir, "--data", "fake", "--vae", vae_path, "--batch-size", 4, "--n-layer", 1,
+              "--n-head", 2, "--n-embd", 32, "--text-len", 8, "--vocab-size", 520, "--checkpoint-every", 2,
+              "--sample-every", 100]
+    first = run("train-biart", "--steps", 2, *common)
+    assert first.returncode == 0, first.stderr
+    model = lverse.BiART.from_checkpoint(out_dir / "biart.safetensors")
+    assert model.layout.image_len == 64 and model.layout.text_len == 8
+    assert model.metadata["step"] == 2
+    second = run("train-biart", "--steps", 4, "--resume", *common)
+    assert second.returncode == 0, second.stderr
+    assert lverse.BiART.from_checkpoint(out_dir / "biart.safetensors").metadata["step"] == 4
+    bad = run("train-biart", "--out", out_dir, "--data", "nowhere", "--vae", vae_path, "--steps", 1)
+    assert bad.returncode == 1 and "unknown data source 'nowhere'" in bad.stderr

@@ -1,0 +1,178 @@
+"""Where training pairs come from: lverse's shapes scenes, what users have on disk (an
+ImageFolder-style tree, image + same-name .txt captions, a COCO captions JSON), and random
+fake data for smoke runs (as the original repository's ``--fake_data``).
+
+Every source draws ``(image, caption)`` pairs by index; an image that cannot be read is
+skipped (another one is drawn) and counted in ``source.skipped``, never a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import images as image_io
+from ..errors import ImageError
+from . import shapes
+
+log = logging.getLogger("lverse.data")
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+class Source:
+    """A finite or procedural collection of captioned images."""
+
+    size: int = 256
+    skipped: int = 0
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def item(self, index: int):
+        """(image: path | PIL image, caption: str | None) of one entry."""
+        raise NotImplementedError
+
+    def batch(self, indices) -> tuple[torch.Tensor, list[str | None]]:
+        """Images (B, 3, size, size) in [-1, 1] and captions; unreadable images are
+        replaced by the next readable entry and counted."""
+        tensors, captions = [], []
+        for index in indices:
+            for attempt in range(len(self)):
+                image, caption = self.item((index + attempt) % len(self))
+                try:
+                    tensors.append(image_io.load(image, size=self.size))
+                    captions.append(caption)
+                    break
+                except (ImageError, FileNotFoundError, OSError) as err:
+                    self.skipped += 1
+                    log.warning("skipping unreadable image (%d so far): %s", self.skipped, err)
+            else:
+                raise ImageError("no readable image in the data source")
+        return torch.cat(tensors), captions
+
+
+class ShapesSource(Source):
+    """Procedural scenes; indices map to seeds below the held-out range."""
+
+    def __init__(self, size: int = shapes.IMAGE_SIZE, held_out: bool = False):
+        self.size = size
+        self.base = shapes.HELD_OUT_SEED if held_out else 0
+
+    def __len__(self) -> int:
+        return shapes.HELD_OUT_SEED
+
+    def item(self, index: int):
+        return shapes.scene(self.base + index, size=self.size)
+
+
+def _images_under(root: Path) -> list[Path]:
+    if not root.is_dir():
+        raise FileNotFoundError(f"data directory not found: {root}")
+    found = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not found:
+        raise ValueError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root}")
+    return found
+
+
+class ImageFolderSource(Source):
+    """Every image under a directory tree (ImageNet layout works); no captions."""
+
+    def __init__(self, root, size: int = 256):
+        self.paths = _images_under(Path(root))
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def item(self, index: int):
+        return self.paths[index], None
+
+
+class CaptionFolderSource(Source):
+    """Images with a same-name ``.txt`` caption beside them (``a.jpg`` + ``a.txt``); a
+    file with several lines gives one caption per line, drawn in turn."""
+
+    def __init__(self, root, size: int = 256):
+        self.pairs = []
+        for path in _images_under(Path(root)):
+            text = path.with_suffix(".txt")
+            if text.is_file():
+                for line in text.read_text(encoding="utf-8").splitlines():
+                    if line.strip():
+                        self.pairs.append((path, line.strip()))
+        if not self.pairs:
+            raise ValueError(f"no image under {root} has a same-name .txt caption")
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def item(self, index: int):
+        return self.pairs[index]
+
+
+class CocoSource(Source):
+    """A COCO captions annotation file (``captions_train2017.json``) and its image
+    folder: one entry per caption."""
+
+    def __init__(self, annotations, image_dir, size: int = 256):
+        annotations, image_dir = Path(annotations), Path(image_dir)
+        if not annotations.is_file():
+            raise FileNotFoundError(f"COCO annotation file not found: {annotations}")
+        try:
+            data = json.loads(annotations.read_text(encoding="utf-8"))
+            files = {img["id"]: img["file_name"] for img in data["images"]}
+            self.pairs = [(image_dir / files[a["image_id"]], a["caption"].strip()) for a in data["annotations"]]
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise ValueError(f"{annotations} is not a COCO captions file: {err}") from err
+        if not self.pairs:
+            raise ValueError(f"{annotations} holds no captions")
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def item(self, index: int):
+        return self.pairs[index]
+
+
+class FakeSource(Source):
+    """Random images and captions of random words, deterministic per index."""
+
+    WORDS = ("a", "red", "blue", "cat", "dog", "on", "the", "grass", "small", "big", "tree", "sky")
+
+    def __init__(self, size: int = 64, length: int = 10_000):
+        self.size, self.length = size, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def item(self, index: int):
+        rng = np.random.default_rng(index)
+        pixels = rng.integers(0, 256, (self.size, self.size, 3), dtype=np.uint8)
+        words = rng.choice(self.WORDS, size=int(rng.integers(3, 8)))
+        return pixels, " ".join(words)
+
+
+def from_spec(spec: str, size: int) -> Source:
+    """``shapes``, ``fake``, ``folder:DIR``, ``captions:DIR`` or ``coco:ANNOTATIONS.json:IMAGE_DIR``."""
+    kind, _, rest = spec.partition(":")
+    if kind == "shapes":
+        return ShapesSource(size)
+    if kind == "fake":
+        return FakeSource(size)
+    if kind == "folder" and rest:
+        return ImageFolderSource(rest, size)
+    if kind == "captions" and rest:
+        return CaptionFolderSource(rest, size)
+    if kind == "coco" and ":" in rest:
+        annotations, _, image_dir = rest.rpartition(":")
+        return CocoSource(annotations, image_dir, size)
+    raise ValueError(
+        f"unknown data source {spec!r}; expected shapes, fake, folder:DIR, captions:DIR or coco:JSON:IMAGE_DIR"
+    )

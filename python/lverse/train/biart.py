@@ -1,0 +1,169 @@
+"""``python -m lverse train-biart``: train BiART on (image, caption) pairs with a plain
+PyTorch loop. Images become codes through a frozen AugVAE; every pair is used in one
+direction drawn 50/50 (text-to-image or image-to-text) and the loss is taken on the part
+being generated (a caption up to and including EOC). Runs under ``torchrun`` with DDP.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..augvae import AugVAE
+from ..biart import BiART
+from ..data import shapes
+from ..data.sources import from_spec
+from ..layout import TokenLayout
+from ..tokenizer import Tokenizer
+from .common import cosine_lr, load_train_state, save_train_state, seed_everything
+
+
+def register(sub):
+    p = sub.add_parser("train-biart", help="train BiART on captioned images (default: shapes scenes)")
+    p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--data", default="shapes", help="shapes, fake, captions:DIR or coco:JSON:IMAGE_DIR")
+    p.add_argument("--vae", type=Path, default=None, help="AugVAE checkpoint (default: the shipped one)")
+    p.add_argument("--tokenizer", type=Path, default=None,
+                   help="tokenizer.json (default: train a BPE on captions drawn from the data)")
+    p.add_argument("--vocab-size", type=int, default=600, help="BPE size when training a tokenizer")
+    p.add_argument("--text-len", type=int, default=16, help="caption tokens including EOC")
+    p.add_argument("--n-layer", type=int, default=4)
+    p.add_argument("--n-head", type=int, default=4)
+    p.add_argument("--n-embd", type=int, default=256)
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=48)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--checkpoint-every", type=int, default=250)
+    p.add_argument("--sample-every", type=int, default=250)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="autocast on CUDA")
+    p.set_defaults(run=run)
+
+
+def _distributed() -> tuple[int, int]:
+    if "RANK" not in os.environ:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def build_tokenizer(args, source) -> Tokenizer:
+    if args.tokenizer is not None:
+        return Tokenizer.from_file(args.tokenizer)
+    g = torch.Generator().manual_seed(args.seed)
+    picks = torch.randint(0, len(source), (min(len(source), 20_000),), generator=g).tolist()
+    captions = [source.item(i)[1] for i in picks]
+    captions = [c for c in captions if c]
+    if not captions:
+        raise ValueError(f"data source {args.data!r} has no captions to train a tokenizer on")
+    return Tokenizer.train(captions, args.vocab_size)
+
+
+def sequences(layout: TokenLayout, text: torch.Tensor, image: torch.Tensor, to_image: torch.Tensor):
+    """Mixes the two directions row by row; returns (idx, seg, targets) with targets -100
+    outside the generated part (and after a caption's EOC)."""
+    t2i_idx, t2i_seg = layout.text_to_image(text, image)
+    i2t_idx, i2t_seg = layout.image_to_text(image, text)
+    pick = to_image.view(-1, 1)
+    idx = torch.where(pick, t2i_idx, i2t_idx)
+    seg = torch.where(pick, t2i_seg, i2t_seg)
+    targets = torch.where(seg == 1, idx, torch.full_like(idx, -100))
+    is_eoc = (targets == layout.eoc).long()
+    after_eoc = (is_eoc.cumsum(1) - is_eoc) > 0
+    targets = targets.masked_fill(after_eoc, -100)
+    return idx, seg, targets
+
+
+def run(args) -> int:
+    rank, world = _distributed()
+    seed_everything(args.seed + rank)
+    device = torch.device(args.device)
+    if args.vae is None:
+        from ..weights import default_augvae_path
+
+        args.vae = default_augvae_path()
+    vae = AugVAE.from_checkpoint(args.vae, map_location=device)
+    source = from_spec(args.data, vae.config.resolution)
+    model_path, state_path = args.out / "biart.safetensors", args.out / "train_state.pt"
+    if args.resume and model_path.exists():
+        model = BiART.from_checkpoint(model_path, map_location=device).train()
+        layout, tokenizer = model.layout, model.tokenizer
+    else:
+        tokenizer = build_tokenizer(args, source)
+        layout = TokenLayout(text_vocab=tokenizer.vocab_size, image_vocab=vae.config.num_tokens,
+                             text_len=args.text_len, image_len=vae.tokens_per_image)
+        model = BiART.for_layout(layout, tokenizer, n_layer=args.n_layer, n_head=args.n_head,
+                                 n_embd=args.n_embd).to(device).train()
+    trained = model
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(model)
+    decay = [p for n, p in trained.named_parameters() if n.endswith("weight") and p.dim() == 2
+             and "emb" not in n]
+    no_decay = [p for n, p in trained.named_parameters() if not (n.endswith("weight") and p.dim() == 2
+                                                                 and "emb" not in n)]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
+    start = load_train_state(state_path, optimizer)["step"] if args.resume and state_path.exists() else 0
+    if rank == 0:
+        args.out.mkdir(parents=True, exist_ok=True)
+    g = torch.Generator().manual_seed(args.seed * 1000 + rank + start)
+    progress = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="train-biart", disable=rank != 0)
+    t0, tokens_seen = time.time(), 0
+    for step in progress:
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_lr(step, args.steps, args.lr, args.warmup)
+        images, captions = source.batch(torch.randint(0, len(source), (args.batch_size,), generator=g).tolist())
+        with torch.no_grad():
+            image_ids = vae.encode(images.to(device))
+        text = layout.encode_captions(tokenizer, captions).to(device)
+        to_image = torch.rand(args.batch_size, generator=g) < 0.5
+        idx, seg, targets = sequences(layout, text, image_ids, to_image.to(device))
+        with torch.autocast(device.type, dtype=torch.bfloat16 if args.amp == "bf16" else torch.float16,
+                            enabled=args.amp is not None and device.type == "cuda"):
+            logits = model(idx[:, :-1], seg[:, :-1])
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets[:, 1:].reshape(-1))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
+        optimizer.step()
+        tokens_seen += idx.numel() * world
+        done = step + 1
+        if rank == 0:
+            progress.set_postfix(loss=f"{loss.item():.4f}", tok_s=f"{tokens_seen / (time.time() - t0):.0f}")
+            if done % args.checkpoint_every == 0 or done == args.steps:
+                trained.save(model_path, metadata={"step": done, "data": args.data})
+                save_train_state(state_path, done, optimizer)
+            if done % args.sample_every == 0 or done == args.steps:
+                progress.write(_sample_captions(trained, vae, layout, tokenizer, device, done))
+    if source.skipped and rank == 0:
+        print(f"skipped {source.skipped} unreadable image(s)")
+    return 0
+
+
+@torch.no_grad()
+def _sample_captions(model: BiART, vae: AugVAE, layout: TokenLayout, tokenizer, device, step: int) -> str:
+    from ..tasks import generate_caption_ids
+
+    was_training = model.training
+    model.eval()
+    scenes = [shapes.scene(shapes.HELD_OUT_SEED + i, size=vae.config.resolution) for i in range(4)]
+    from .. import images
+
+    ids = vae.encode(images.load([im for im, _ in scenes], size=vae.config.resolution).to(device))
+    predicted = layout.decode_captions(tokenizer, generate_caption_ids(model, layout, ids))
+    model.train(was_training)
+    lines = [f"step {step} captions (held-out scenes):"]
+    for guess, (_, truth) in zip(predicted, scenes, strict=True):
+        lines.append(f"  {'ok' if guess == truth else 'no'}  {guess!r}  (true: {truth!r})")
+    return "\n".join(lines)
