@@ -12,6 +12,7 @@ from . import _native, images, layout, tasks, vq
 from .augvae import AugVAE, AugVAEConfig
 from .biart import BiART, BiARTConfig
 from .errors import CheckpointError, ImageError, LverseError
+from .pipeline import LVerse, caption, generate, load
 from .tokenizer import Tokenizer
 
 __version__ = _native.__version__
@@ -23,8 +24,12 @@ __all__ = [
     "BiARTConfig",
     "CheckpointError",
     "ImageError",
+    "LVerse",
     "LverseError",
     "Tokenizer",
+    "caption",
+    "generate",
+    "load",
     "images",
     "layout",
     "tasks",

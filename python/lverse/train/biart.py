@@ -58,16 +58,19 @@ def _distributed() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def build_tokenizer(args, source) -> Tokenizer:
+def build_tokenizer(args, source) -> tuple[Tokenizer, list[str]]:
+    """The tokenizer and the words of the captions it was trained on (saved with the model
+    so that prompts with unseen words can be refused)."""
     if args.tokenizer is not None:
-        return Tokenizer.from_file(args.tokenizer)
+        return Tokenizer.from_file(args.tokenizer), []
     g = torch.Generator().manual_seed(args.seed)
     picks = torch.randint(0, len(source), (min(len(source), 20_000),), generator=g).tolist()
     captions = [source.item(i)[1] for i in picks]
     captions = [c for c in captions if c]
     if not captions:
         raise ValueError(f"data source {args.data!r} has no captions to train a tokenizer on")
-    return Tokenizer.train(captions, args.vocab_size)
+    words = sorted({w for c in captions for w in c.lower().split()})
+    return Tokenizer.train(captions, args.vocab_size), words
 
 
 def sequences(layout: TokenLayout, text: torch.Tensor, image: torch.Tensor, to_image: torch.Tensor):
@@ -98,9 +101,9 @@ def run(args) -> int:
     model_path, state_path = args.out / "biart.safetensors", args.out / "train_state.pt"
     if args.resume and model_path.exists():
         model = BiART.from_checkpoint(model_path, map_location=device).train()
-        layout, tokenizer = model.layout, model.tokenizer
+        layout, tokenizer, words = model.layout, model.tokenizer, model.metadata.get("words", [])
     else:
-        tokenizer = build_tokenizer(args, source)
+        tokenizer, words = build_tokenizer(args, source)
         layout = TokenLayout(text_vocab=tokenizer.vocab_size, image_vocab=vae.config.num_tokens,
                              text_len=args.text_len, image_len=vae.tokens_per_image)
         model = BiART.for_layout(layout, tokenizer, n_layer=args.n_layer, n_head=args.n_head,
@@ -142,7 +145,7 @@ def run(args) -> int:
         if rank == 0:
             progress.set_postfix(loss=f"{loss.item():.4f}", tok_s=f"{tokens_seen / (time.time() - t0):.0f}")
             if done % args.checkpoint_every == 0 or done == args.steps:
-                trained.save(model_path, metadata={"step": done, "data": args.data})
+                trained.save(model_path, metadata={"step": done, "data": args.data, "words": words})
                 save_train_state(state_path, done, optimizer)
             if done % args.sample_every == 0 or done == args.steps:
                 progress.write(_sample_captions(trained, vae, layout, tokenizer, device, done))

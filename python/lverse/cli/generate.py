@@ -1,0 +1,43 @@
+"""``python -m lverse generate "TEXT" -n 4 -o out.png``: images for a text, saved as one
+PNG grid (and printed paths)."""
+
+from pathlib import Path
+
+from ._model import add_model_option, load_model
+
+
+def register(sub):
+    p = sub.add_parser("generate", help="generate images from text with the default (or a given) model")
+    p.add_argument("text")
+    p.add_argument("-n", type=int, default=4, help="images to keep")
+    p.add_argument("--candidates", type=int, default=8, help="images sampled per text before reranking")
+    p.add_argument("--no-rerank", action="store_true", help="keep the first candidates instead of reranking")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("-o", "--output", type=Path, default=Path("generated.png"))
+    add_model_option(p)
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from PIL import Image
+    from tqdm import tqdm
+
+    model = load_model(args)
+    bar = tqdm(total=model.layout.image_len, desc="generate", unit="code", leave=False)
+
+    def progress(done, total):
+        bar.update(done - bar.n)
+
+    pictures = model.generate(args.text, n=args.n, candidates=args.candidates, rerank_candidates=not args.no_rerank,
+                              seed=args.seed, top_k=args.top_k, temperature=args.temperature, progress=progress)
+    bar.close()
+    w, h = pictures[0].size
+    sheet = Image.new("RGB", (w * len(pictures), h))
+    for i, picture in enumerate(pictures):
+        sheet.paste(picture, (i * w, 0))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(args.output)
+    print(f"{len(pictures)} image(s) for {args.text!r} -> {args.output}")
+    return 0

@@ -1,0 +1,165 @@
+"""The whole L-Verse: AugVAE + BiART (+ its token layout and tokenizer) behind two calls,
+``caption`` and ``generate``. ``lverse.caption`` / ``lverse.generate`` use the default model
+that ships with the package, loaded on first use; ``lverse.load(path)`` loads another."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from . import images as image_io
+from .augvae import AugVAE
+from .biart import BiART
+from .errors import CheckpointError
+from .tasks import generate_caption_ids, generate_image_ids, rerank
+
+
+class LVerse:
+    """An image tokenizer and a bidirectional transformer that share one code vocabulary."""
+
+    def __init__(self, vae: AugVAE, biart: BiART):
+        if biart.layout is None or biart.tokenizer is None:
+            raise CheckpointError("the BiART checkpoint carries no token layout or tokenizer")
+        if biart.layout.image_vocab != vae.config.num_tokens or biart.layout.image_len != vae.tokens_per_image:
+            raise CheckpointError(
+                f"BiART expects {biart.layout.image_len} codes from a {biart.layout.image_vocab}-code codebook, "
+                f"the AugVAE gives {vae.tokens_per_image} from {vae.config.num_tokens}"
+            )
+        self.vae, self.biart = vae.eval(), biart.eval()
+        self.layout, self.tokenizer = biart.layout, biart.tokenizer
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.biart.parameters()).device
+
+    def to(self, device) -> LVerse:
+        self.vae.to(device)
+        self.biart.to(device)
+        return self
+
+    # -- inputs ----------------------------------------------------------------------
+
+    def _images(self, inputs) -> torch.Tensor:
+        size = self.vae.config.resolution
+        if isinstance(inputs, torch.Tensor):
+            x = inputs.unsqueeze(0) if inputs.dim() == 3 else inputs
+            if x.dim() != 4 or x.shape[1] != 3:
+                raise ValueError(
+                    f"expected an image tensor (3, H, W) or (B, 3, H, W) in [-1, 1], got {tuple(inputs.shape)}"
+                )
+            return x.to(self.device, torch.float32)
+        return image_io.load(inputs, size=size).to(self.device)
+
+    def _texts(self, texts) -> list[str]:
+        single = isinstance(texts, str)
+        texts = [texts] if single else list(texts)
+        if not texts:
+            raise ValueError("no text given")
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"text {i} must be a str, got {type(text).__name__}")
+            if not text.strip():
+                raise ValueError(f"text {i} is empty")
+        self._check_vocabulary(texts)
+        return texts
+
+    def _check_vocabulary(self, texts: list[str]) -> None:
+        """Words the tokenizer can only spell byte by byte were never seen in training;
+        say so instead of generating from noise."""
+        known = getattr(self, "_known_words", None)
+        if known is None:
+            return
+        for text in texts:
+            unknown = sorted({w for w in text.lower().split() if w not in known})
+            if unknown:
+                raise ValueError(f"words outside the model's vocabulary: {', '.join(unknown)} (in {text!r})")
+
+    # -- the two directions ----------------------------------------------------------
+
+    @torch.no_grad()
+    def caption(self, images, *, beams: int | None = None, greedy: bool = True, temperature: float = 1.0,
+                top_k: int | None = None, top_p: float | None = None, seed: int | None = None):
+        """A path, PIL image, numpy array or tensor (or a list of them) -> caption(s).
+
+        Greedy by default; ``beams=k`` for beam search; ``greedy=False`` samples with
+        temperature / top_k / top_p (``seed`` makes it reproducible)."""
+        single = not isinstance(images, (list, tuple)) and not (isinstance(images, torch.Tensor) and images.dim() == 4)
+        ids = self.vae.encode(self._images(images))
+        parts = generate_caption_ids(self.biart, self.layout, ids, beams=beams, greedy=greedy,
+                                     temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+        texts = self.layout.decode_captions(self.tokenizer, parts)
+        return texts[0] if single else texts
+
+    @torch.no_grad()
+    def generate(self, texts, *, n: int = 1, candidates: int = 8, rerank_candidates: bool = True,
+                 seed: int | None = None, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, progress: Callable[[int, int], object] | None = None):
+        """Text (or a list of texts) -> ``n`` PIL images per text (a list, or a list of
+        lists for a list of texts). ``candidates`` images are sampled per text in one batch;
+        with ``rerank_candidates`` the model itself ranks them by log p(text | image)."""
+        single = isinstance(texts, str)
+        texts = self._texts(texts)
+        for name, value in (("n", n), ("candidates", candidates)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        candidates = max(candidates, n)
+        text_parts = self.layout.encode_captions(self.tokenizer, texts).to(self.device)
+        codes = generate_image_ids(self.biart, self.layout, text_parts, candidates=candidates, seed=seed,
+                                   temperature=temperature, top_k=top_k, top_p=top_p, progress=progress)
+        if rerank_candidates:
+            order, _ = rerank(self.biart, self.layout, text_parts, codes)
+            codes = torch.gather(codes, 1, order.unsqueeze(-1).expand_as(codes))
+        chosen = codes[:, :n].reshape(len(texts) * n, -1)
+        pictures = image_io.to_pil(self.vae.decode(chosen))
+        grouped = [pictures[i * n : (i + 1) * n] for i in range(len(texts))]
+        return grouped[0] if single else grouped
+
+
+def load(path: str | os.PathLike, map_location="cpu") -> LVerse:
+    """A model directory holding ``augvae.safetensors`` (or an official ``.ckpt``) and
+    ``biart.safetensors`` -> an :class:`LVerse`."""
+    path = Path(os.fspath(path))
+    if not path.exists():
+        raise FileNotFoundError(f"model not found: {path}")
+    if not path.is_dir():
+        raise CheckpointError(f"{path} is not a model directory (expected augvae.safetensors and biart.safetensors)")
+    vae_file = path / "augvae.safetensors"
+    if not vae_file.exists():
+        vae_file = next(iter(sorted(path.glob("*.ckpt"))), vae_file)
+    biart_file = path / "biart.safetensors"
+    for f in (vae_file, biart_file):
+        if not f.exists():
+            raise CheckpointError(f"{path} is not a model directory: {f.name} is missing")
+    model = LVerse(AugVAE.from_checkpoint(vae_file, map_location), BiART.from_checkpoint(biart_file, map_location))
+    words = model.biart.metadata.get("words")
+    if words:
+        model._known_words = set(words)
+    return model
+
+
+_default: LVerse | None = None
+
+
+def default_model() -> LVerse:
+    """The model shipped with lverse, loaded once."""
+    global _default
+    if _default is None:
+        from .weights import default_model_dir
+
+        _default = load(default_model_dir())
+    return _default
+
+
+def caption(images, *, model: LVerse | None = None, **options):
+    """Caption(s) for image(s) with ``model`` or the shipped default model."""
+    return (model or default_model()).caption(images, **options)
+
+
+def generate(texts, *, n: int = 1, candidates: int = 8, rerank: bool = True, seed: int | None = None,
+             model: LVerse | None = None, **options):
+    """``n`` PIL images for a text (a list of such lists for a list of texts)."""
+    return (model or default_model()).generate(texts, n=n, candidates=candidates, rerank_candidates=rerank,
+                                               seed=seed, **options)
