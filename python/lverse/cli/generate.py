@@ -25,14 +25,18 @@ def run(args) -> int:
     from tqdm import tqdm
 
     model = load_model(args)
-    bar = tqdm(total=model.layout.image_len, desc="generate", unit="code", leave=False)
+    bars = []
 
     def progress(done, total):
-        bar.update(done - bar.n)
+        # Created on the first step, after the text has been checked.
+        if not bars:
+            bars.append(tqdm(total=total, desc="generate", unit="code", leave=False))
+        bars[0].update(done - bars[0].n)
 
     pictures = model.generate(args.text, n=args.n, candidates=args.candidates, rerank_candidates=not args.no_rerank,
                               seed=args.seed, top_k=args.top_k, temperature=args.temperature, progress=progress)
-    bar.close()
+    for bar in bars:
+        bar.close()
     w, h = pictures[0].size
     sheet = Image.new("RGB", (w * len(pictures), h))
     for i, picture in enumerate(pictures):
