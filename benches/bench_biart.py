@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -82,9 +83,9 @@ def uncached_mingpt_loop(ref: ReferenceBiART, idx, seg, steps, lo, hi):
     return idx
 
 
-@torch.inference_mode()
-def weight_streaming_floor(ref: ReferenceBiART, steps: int, batch: int) -> float:
-    """Every Linear weight and the head, applied once per token to a (batch, d) vector."""
+def weight_streaming_floor(ref: ReferenceBiART, batch: int):
+    """A function running ``steps`` tokens' worth of one matrix-vector pass over every
+    Linear weight and the head, applied to (batch, d) inputs: what batch 1 must stream."""
     d = ref.tok_emb.weight.shape[1]
     x = torch.randn(batch, d)
     h = torch.randn(batch, 4 * d)
@@ -94,18 +95,28 @@ def weight_streaming_floor(ref: ReferenceBiART, steps: int, batch: int) -> float
         layers += [(a.key, x), (a.query, x), (a.value, x), (a.proj, x), (block.mlp[0], x), (block.mlp[2], h)]
     layers.append((ref.head, x))
 
-    def one_token():
-        for lin, inp in layers:
-            lin(inp)
+    @torch.inference_mode()
+    def run(steps: int) -> None:
+        for _ in range(steps):
+            for lin, inp in layers:
+                lin(inp)
 
-    one_token()
-    start = time.perf_counter()
-    for _ in range(steps):
-        one_token()
-    return time.perf_counter() - start
+    run(1)  # warm-up
+    return run
 
 
-def bench(name, n_layer, n_embd, n_head, text_len, image_len, image_vocab, text_vocab, batches, steps, uncached):
+def median_of(repeats: int, *calls) -> list[float]:
+    """Each call timed ``repeats`` times, interleaved (so drifts in machine speed hit every
+    method alike); the median of each."""
+    samples = [[] for _ in calls]
+    for _ in range(repeats):
+        for i, (fn, args, kwargs) in enumerate(calls):
+            samples[i].append(clock(fn, *args, **kwargs))
+    return [statistics.median(s) for s in samples]
+
+
+def bench(name, n_layer, n_embd, n_head, text_len, image_len, image_vocab, text_vocab, batches, steps, uncached,
+          repeats=3):
     vocab = text_vocab + image_vocab + 4
     block = 2 + text_len + image_len
     torch.manual_seed(0)
@@ -119,9 +130,12 @@ def bench(name, n_layer, n_embd, n_head, text_len, image_len, image_vocab, text_
         idx = torch.randint(0, text_vocab, (b, text_len + 2))
         seg = torch.zeros_like(idx)
         model.generate(idx, seg, 4, seed=0, token_range=(lo, hi))  # warm-up
-        t_lv = clock(model.generate, idx, seg, steps, seed=0, token_range=(lo, hi))
-        t_cached = clock(cached_torch_loop, ref, idx, seg, steps, lo, hi, n_head)
-        t_floor = weight_streaming_floor(ref, steps, b)
+        t_lv, t_cached, t_floor = median_of(
+            repeats,
+            (model.generate, (idx, seg, steps), dict(seed=0, token_range=(lo, hi))),
+            (cached_torch_loop, (ref, idx, seg, steps, lo, hi, n_head), {}),
+            (weight_streaming_floor(ref, b), (steps,), {}),
+        )
         t_unc = clock(uncached_mingpt_loop, ref, idx, seg, steps, lo, hi) if uncached and b == 1 else None
         rows.append((name, b, steps, t_lv, t_cached, t_unc, t_floor))
     return rows
@@ -135,10 +149,11 @@ def main():
     # The issue's layout: 256 image ids after a 32-id caption, 8 x 512 x 8 heads, 8192 codes.
     rows += bench("issue 8x512", 8, 512, 8, 32, 256, 8192, 1000, [1, 16],
                   64 if args.quick else None, uncached=not args.quick)
-    # L-Verse's own layout: 1024 image ids after 64 text ids, 12 x 512.
+    # L-Verse's own layout: 1024 image ids after 64 text ids, 12 x 512 (one round: minutes).
     rows += bench("L-Verse 12x512", 12, 512, 8, 64, 1024, 8192, 1000, [1, 16],
-                  64 if args.quick else None, uncached=False)
-    print(f"\nBiART sampling on CPU ({torch.get_num_threads()} threads); seconds for the whole continuation")
+                  64 if args.quick else None, uncached=False, repeats=1)
+    print(f"\nBiART sampling on CPU ({torch.get_num_threads()} threads); seconds for the whole continuation, "
+          "median of 3 interleaved rounds (L-Verse layout: 1 round)")
     header = (f"{'model':<15}{'batch':>6}{'tokens':>7}{'lverse s':>10}{'cached s':>10}{'uncached s':>11}"
               f"{'floor s':>9}{'lverse/floor':>13}{'vs cached':>10}{'vs uncached':>12}{'lverse tok/s':>13}")
     print(header)

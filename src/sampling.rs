@@ -1,11 +1,12 @@
 //! Turning one step's logits into tokens: legal-range restriction, then temperature,
 //! top-k and top-p (in that order when combined), then greedy or a seeded draw.
-//! Draws use ChaCha8 on the host so a seed gives the same tokens on any device for the
-//! same logits.
+//! The distribution is computed with tensor ops where the logits live; only the draw runs
+//! on the host, with ChaCha8, so a seed gives the same tokens for the same probabilities.
 
 use crate::error::{Error, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use tch::{Device, Kind, Tensor};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sampling {
@@ -58,125 +59,91 @@ impl Sampling {
     }
 
     /// Which ids of a vocabulary of `vocab` are legal.
-    pub fn legal_mask(&self, vocab: usize) -> Vec<bool> {
+    pub fn legal_ids(&self, vocab: usize) -> Vec<bool> {
         if self.token_ranges.is_empty() {
             return vec![true; vocab];
         }
-        let mut mask = vec![false; vocab];
+        let mut legal = vec![false; vocab];
         for &(lo, hi) in &self.token_ranges {
-            mask[lo as usize..hi as usize]
+            legal[lo as usize..hi as usize]
                 .iter_mut()
                 .for_each(|m| *m = true);
         }
-        mask
+        legal
     }
 
-    /// Probabilities over the vocabulary after the legal mask, temperature, top-k and
-    /// top-p (zero for every id that is cut).
-    pub fn distribution(&self, row: &[f32], legal: &[bool]) -> Vec<f64> {
-        let scaled: Vec<f64> = row.iter().map(|&l| l as f64 / self.temperature).collect();
-        let mut keep = legal.to_vec();
-        if let Some(k) = self.top_k {
-            if k < keep.iter().filter(|&&k| k).count() {
-                let mut sorted: Vec<f64> = scaled
-                    .iter()
-                    .zip(&keep)
-                    .filter(|(_, &k)| k)
-                    .map(|(&l, _)| l)
-                    .collect();
-                sorted.sort_by(|a, b| b.total_cmp(a));
-                let cutoff = sorted[k - 1];
-                // minGPT keeps every logit equal to the k-th largest.
-                keep.iter_mut()
-                    .zip(&scaled)
-                    .for_each(|(kp, &l)| *kp &= l >= cutoff);
-            }
-        }
-        let max = scaled
-            .iter()
-            .zip(&keep)
-            .filter(|(_, &k)| k)
-            .map(|(&l, _)| l)
-            .fold(f64::NEG_INFINITY, f64::max);
-        let mut probs: Vec<f64> = scaled
-            .iter()
-            .zip(&keep)
-            .map(|(&l, &k)| {
-                if k && l.is_finite() {
-                    (l - max).exp()
-                } else {
-                    0.0
-                }
-            })
+    /// An additive mask (V,): 0 on legal ids, -inf elsewhere, for logits of `kind`.
+    pub fn mask(&self, vocab: i64, device: Device) -> Result<Tensor> {
+        let values: Vec<f32> = self
+            .legal_ids(vocab as usize)
+            .into_iter()
+            .map(|legal| if legal { 0.0 } else { f32::NEG_INFINITY })
             .collect();
-        normalise(&mut probs);
+        Ok(Tensor::f_from_slice(&values)?.f_to_device(device)?)
+    }
+
+    /// Probabilities (B, V) in float32 after the legal mask, temperature, top-k and top-p,
+    /// computed with tensor ops on the logits' device (zero for every id that is cut).
+    pub fn probabilities(&self, logits: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let mut scaled = logits
+            .f_to_kind(Kind::Float)?
+            .f_add(mask)?
+            .f_div_scalar(self.temperature)?;
+        if let Some(k) = self.top_k {
+            let k = (k as i64).min(scaled.size()[1]);
+            let (top, _) = scaled.f_topk(k, -1, true, true)?;
+            // minGPT keeps every logit equal to the k-th largest (ties survive).
+            let kth = top.f_narrow(1, k - 1, 1)?;
+            scaled = scaled.f_masked_fill(&scaled.f_lt_tensor(&kth)?, f64::NEG_INFINITY)?;
+        }
+        let mut probs = scaled.f_softmax(-1, Kind::Float)?;
         if let Some(p) = self.top_p {
-            let mut order: Vec<usize> = (0..probs.len()).collect();
-            order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
-            // Keep the smallest prefix of the sorted tokens whose mass reaches p.
-            let mut mass = 0.0;
-            let mut cut = order.len();
-            for (rank, &i) in order.iter().enumerate() {
-                mass += probs[i];
-                if mass >= p {
-                    cut = rank + 1;
-                    break;
-                }
-            }
-            for &i in &order[cut..] {
-                probs[i] = 0.0;
-            }
-            normalise(&mut probs);
+            // Keep the smallest prefix of the sorted ids whose mass reaches p: an id is cut
+            // when the mass before it already reaches p. Stable sort: ties keep id order.
+            let (sorted, order) = probs.f_sort_stable(true, -1, true)?;
+            let before = sorted.f_cumsum(-1, Kind::Float)?.f_sub(&sorted)?;
+            let kept = sorted.f_masked_fill(&before.f_ge(p)?, 0.0)?;
+            probs = probs.f_zeros_like()?.f_scatter(-1, &order, &kept)?;
+            probs = probs.f_div(&probs.f_sum_dim_intlist(-1, true, Kind::Float)?)?;
         }
-        probs
+        Ok(probs)
     }
 
-    /// One token for each row of a (rows x vocab) logit matrix.
-    pub fn pick(&self, logits: &[f32], vocab: usize, rng: &mut ChaCha8Rng) -> Vec<i64> {
-        let legal = self.legal_mask(vocab);
-        logits
-            .chunks(vocab)
-            .map(|row| {
-                if self.greedy {
-                    return argmax(row, &legal) as i64;
-                }
-                let probs = self.distribution(row, &legal);
-                let u: f64 = rng.random();
-                let mut acc = 0.0;
-                let mut chosen = probs.iter().rposition(|&p| p > 0.0).unwrap_or(0);
-                for (i, &p) in probs.iter().enumerate() {
-                    acc += p;
-                    if u < acc && p > 0.0 {
-                        chosen = i;
-                        break;
-                    }
-                }
-                chosen as i64
-            })
-            .collect()
+    /// One token per row of logits (B, V): the first legal maximum when greedy, else a
+    /// draw from `probabilities` with one uniform number per row, in row order.
+    pub fn pick(&self, logits: &Tensor, mask: &Tensor, rng: &mut ChaCha8Rng) -> Result<Vec<i64>> {
+        if self.greedy {
+            let masked = logits.f_to_kind(Kind::Float)?.f_add(mask)?;
+            let best = masked.f_argmax(-1, false)?.f_to_device(Device::Cpu)?;
+            return Ok(Vec::<i64>::try_from(&best)?);
+        }
+        let probs = self.probabilities(logits, mask)?.f_to_device(Device::Cpu)?;
+        let vocab = probs.size()[1] as usize;
+        let host = Vec::<f32>::try_from(&probs.f_flatten(0, -1)?)?;
+        Ok(host
+            .chunks(vocab.max(1))
+            .map(|row| draw(row, rng.random()) as i64)
+            .collect())
     }
 }
 
-fn normalise(probs: &mut [f64]) {
-    let total: f64 = probs.iter().sum();
-    if total > 0.0 {
-        probs.iter_mut().for_each(|p| *p /= total);
-    }
-}
-
-/// First legal index of the maximum (ties go to the lowest id, as torch.argmax).
-pub fn argmax(row: &[f32], legal: &[bool]) -> usize {
-    let mut best: Option<usize> = None;
-    for (i, &v) in row.iter().enumerate() {
-        if !legal[i] {
-            continue;
-        }
-        match best {
-            Some(b) if !(v > row[b] || (row[b].is_nan() && !v.is_nan())) => {}
-            _ => best = Some(i),
+/// Inverse-CDF draw: the first id whose cumulative probability exceeds u (times the row's
+/// total, which rounding keeps near but not exactly at 1); never an id of probability 0.
+pub fn draw(row: &[f32], u: f64) -> usize {
+    let total: f64 = row.iter().map(|&p| p as f64).sum();
+    let target = u * total;
+    let mut acc = 0.0;
+    let mut last_nonzero = 0;
+    for (i, &p) in row.iter().enumerate() {
+        if p > 0.0 {
+            acc += p as f64;
+            last_nonzero = i;
+            if target < acc {
+                return i;
+            }
         }
     }
-    best.unwrap_or(0)
+    last_nonzero
 }
 
 pub fn rng(seed: Option<u64>) -> ChaCha8Rng {
@@ -190,21 +157,26 @@ pub fn rng(seed: Option<u64>) -> ChaCha8Rng {
 mod tests {
     use super::*;
 
+    fn probs(s: &Sampling, logits: &[f32]) -> Vec<f32> {
+        let t = Tensor::from_slice(logits).view([1, logits.len() as i64]);
+        let mask = s.mask(logits.len() as i64, Device::Cpu).unwrap();
+        Vec::<f32>::try_from(&s.probabilities(&t, &mask).unwrap().flatten(0, -1)).unwrap()
+    }
+
     #[test]
     fn top_k_keeps_ties_and_top_p_keeps_the_smallest_prefix() {
         let s = Sampling {
             top_k: Some(2),
             ..Default::default()
         };
-        let p = s.distribution(&[1.0, 3.0, 3.0, 0.0], &[true; 4]);
+        let p = probs(&s, &[1.0, 3.0, 3.0, 0.0]);
         assert_eq!(p[0], 0.0);
-        assert!((p[1] - 0.5).abs() < 1e-12 && (p[2] - 0.5).abs() < 1e-12);
+        assert!((p[1] - 0.5).abs() < 1e-6 && (p[2] - 0.5).abs() < 1e-6);
         let s = Sampling {
             top_p: Some(0.7),
             ..Default::default()
         };
-        let logits = [0.5f32.ln(), 0.3f32.ln(), 0.2f32.ln()];
-        let p = s.distribution(&logits, &[true; 3]);
+        let p = probs(&s, &[0.5f32.ln(), 0.3f32.ln(), 0.2f32.ln()]);
         assert!((p[0] - 0.625).abs() < 1e-6 && (p[1] - 0.375).abs() < 1e-6 && p[2] == 0.0);
     }
 
@@ -214,52 +186,58 @@ mod tests {
             token_ranges: vec![(2, 4)],
             ..Default::default()
         };
-        let logits = vec![9.0f32, 9.0, 0.0, 0.0, 9.0];
-        let draw = |seed| s.pick(&logits.repeat(50), 5, &mut rng(Some(seed)));
+        let logits = Tensor::from_slice(&[9.0f32, 9.0, 0.0, 0.0, 9.0].repeat(50)).view([50, 5]);
+        let mask = s.mask(5, Device::Cpu).unwrap();
+        let draw = |seed| s.pick(&logits, &mask, &mut rng(Some(seed))).unwrap();
         let a = draw(7);
         assert!(a.iter().all(|&t| (2..4).contains(&t)));
         assert_eq!(a, draw(7));
         assert_ne!(a, draw(8));
-        let g = Sampling {
-            greedy: true,
-            token_ranges: vec![(1, 2), (3, 5)],
-            ..Default::default()
-        };
-        assert_eq!(g.pick(&logits, 5, &mut rng(Some(0))), vec![1]);
-        let g = Sampling {
-            greedy: true,
-            token_ranges: vec![(2, 3), (4, 5)],
-            ..Default::default()
-        };
-        assert_eq!(g.pick(&logits, 5, &mut rng(Some(0))), vec![4]);
+        let one = Tensor::from_slice(&[9.0f32, 9.0, 0.0, 0.0, 9.0]).view([1, 5]);
+        for (ranges, expected) in [(vec![(1, 2), (3, 5)], 1), (vec![(2, 3), (4, 5)], 4)] {
+            let g = Sampling {
+                greedy: true,
+                token_ranges: ranges,
+                ..Default::default()
+            };
+            let mask = g.mask(5, Device::Cpu).unwrap();
+            assert_eq!(
+                g.pick(&one, &mask, &mut rng(Some(0))).unwrap(),
+                vec![expected]
+            );
+        }
+    }
+
+    #[test]
+    fn draws_never_pick_zero_probability_ids() {
+        let row = [0.0f32, 0.25, 0.0, 0.75, 0.0];
+        assert_eq!(draw(&row, 0.0), 1);
+        assert_eq!(draw(&row, 0.2499), 1);
+        assert_eq!(draw(&row, 0.25), 3);
+        assert_eq!(draw(&row, 0.999_999_9), 3);
     }
 
     #[test]
     fn options_are_validated() {
-        assert!(Sampling {
-            temperature: 0.0,
-            ..Default::default()
-        }
-        .validate(10)
-        .is_err());
-        assert!(Sampling {
-            top_k: Some(0),
-            ..Default::default()
-        }
-        .validate(10)
-        .is_err());
-        assert!(Sampling {
-            top_p: Some(1.5),
-            ..Default::default()
-        }
-        .validate(10)
-        .is_err());
-        assert!(Sampling {
-            token_ranges: vec![(3, 11)],
-            ..Default::default()
-        }
-        .validate(10)
-        .is_err());
+        let bad = [
+            Sampling {
+                temperature: 0.0,
+                ..Default::default()
+            },
+            Sampling {
+                top_k: Some(0),
+                ..Default::default()
+            },
+            Sampling {
+                top_p: Some(1.5),
+                ..Default::default()
+            },
+            Sampling {
+                token_ranges: vec![(3, 11)],
+                ..Default::default()
+            },
+        ];
+        assert!(bad.iter().all(|s| s.validate(10).is_err()));
         assert!(Sampling::default().validate(10).is_ok());
     }
 }

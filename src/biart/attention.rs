@@ -13,6 +13,9 @@ pub struct CausalSelfAttention {
     value: Linear,
     proj: Linear,
     n_head: i64,
+    /// Query, key and value projections stacked into one (3C, C) matrix for decoding,
+    /// built once per generation by `fuse_projections` (one GEMM instead of three).
+    fused: Option<Linear>,
 }
 
 impl CausalSelfAttention {
@@ -23,6 +26,7 @@ impl CausalSelfAttention {
             value: Linear::new(&p.sub("value"), n_embd, n_embd, true),
             proj: Linear::new(&p.sub("proj"), n_embd, n_embd, true),
             n_head,
+            fused: None,
         };
         // A persistent buffer in minGPT, so it is part of every state_dict. Attention
         // itself uses libtorch's causal kernel, which applies the same triangle.
@@ -35,6 +39,23 @@ impl CausalSelfAttention {
             tied_to: None,
         });
         attention
+    }
+
+    /// Stacks the query/key/value weights for the cached decoding path (a copy of 3C²
+    /// values; the parameters themselves are untouched).
+    pub fn fuse_projections(&mut self) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        let weight = Tensor::f_cat(
+            &[&self.query.weight, &self.key.weight, &self.value.weight],
+            0,
+        )?;
+        let biases: Option<Vec<&Tensor>> = [&self.query.bias, &self.key.bias, &self.value.bias]
+            .iter()
+            .map(|b| b.as_ref())
+            .collect();
+        let bias = biases.map(|b| Tensor::f_cat(&b, 0)).transpose()?;
+        self.fused = Some(Linear { weight, bias });
+        Ok(())
     }
 
     fn heads(&self, x: &Tensor) -> Result<Tensor> {
@@ -57,9 +78,22 @@ impl CausalSelfAttention {
     ) -> Result<Tensor> {
         let size = x.size();
         let (b, t, c) = (size[0], size[1], size[2]);
-        let q = self.heads(&self.query.forward(x)?)?;
-        let k = self.heads(&self.key.forward(x)?)?;
-        let v = self.heads(&self.value.forward(x)?)?;
+        let (q, k, v) = match &self.fused {
+            Some(fused) => {
+                let qkv = fused.forward(x)?;
+                (
+                    qkv.f_narrow(2, 0, c)?,
+                    qkv.f_narrow(2, c, c)?,
+                    qkv.f_narrow(2, 2 * c, c)?,
+                )
+            }
+            None => (
+                self.query.forward(x)?,
+                self.key.forward(x)?,
+                self.value.forward(x)?,
+            ),
+        };
+        let (q, k, v) = (self.heads(&q)?, self.heads(&k)?, self.heads(&v)?);
         let dropout = if train { attn_pdrop } else { 0.0 };
         let y = match cache {
             None => Tensor::f_scaled_dot_product_attention(
@@ -79,19 +113,34 @@ impl CausalSelfAttention {
                     ));
                 }
                 let (keys, values) = layer.append(start, &k, &v)?;
-                Tensor::f_scaled_dot_product_attention(
-                    &q,
-                    &keys,
-                    &values,
-                    None::<Tensor>,
-                    dropout,
-                    t > 1,
-                    None,
-                    false,
-                )?
+                if t == 1 {
+                    single_query_attention(&q, &keys, &values)?
+                } else {
+                    Tensor::f_scaled_dot_product_attention(
+                        &q,
+                        &keys,
+                        &values,
+                        None::<Tensor>,
+                        dropout,
+                        true,
+                        None,
+                        false,
+                    )?
+                }
             }
         };
         self.proj
             .forward(&y.f_transpose(1, 2)?.f_contiguous()?.f_view([b, t, c])?)
     }
+}
+
+/// One new query per sequence against every cached position (no mask needed: all of them
+/// precede it). Two batched matmuls and a softmax; libtorch's fused CPU attention kernel
+/// is about twice slower for a single query over a few hundred keys.
+fn single_query_attention(q: &Tensor, keys: &Tensor, values: &Tensor) -> Result<Tensor> {
+    let scale = (q.size()[3] as f64).powf(-0.5);
+    let scores = q
+        .f_matmul(&keys.f_transpose(-2, -1)?)?
+        .f_mul_scalar(scale)?;
+    Ok(scores.f_softmax(-1, scores.kind())?.f_matmul(values)?)
 }

@@ -94,12 +94,11 @@ pub fn generate(
     }
     let mut cache = model.new_cache(batch)?;
     let mut logits = model.forward_cached(idx, seg, &mut cache)?;
+    let mask = g.sampling.mask(vocab, device)?;
     let mut finished = vec![false; batch as usize];
     let gen_seg = Tensor::f_full([batch, 1], GEN_SEGMENT, (Kind::Int64, device))?;
     for step in 0..g.steps {
-        let mut tokens = g
-            .sampling
-            .pick(&host_logits(&logits)?, vocab as usize, &mut rng);
+        let mut tokens = g.sampling.pick(&logits, &mask, &mut rng)?;
         for (row, token) in tokens.iter_mut().enumerate() {
             if finished[row] {
                 *token = g.pad_token;
@@ -203,7 +202,7 @@ pub fn beam_search(
         ..Default::default()
     };
     checked.validate(vocab)?;
-    let legal = checked.legal_mask(vocab as usize);
+    let legal = checked.legal_ids(vocab as usize);
     let _guard = tch::no_grad_guard();
     let device = model.device();
     let batch = idx.size()[0] as usize;

@@ -194,6 +194,14 @@ impl Biart {
         self.head.forward(&self.ln_f.forward(&x)?)
     }
 
+    /// Readies the cached decoding path (stacked query/key/value weights per block).
+    pub fn prepare_decoding(&mut self) -> Result<()> {
+        for block in &mut self.blocks {
+            block.attn.fuse_projections()?;
+        }
+        Ok(())
+    }
+
     pub fn new_cache(&self, batch: i64) -> Result<KvCache> {
         let c = &self.config;
         KvCache::new(

@@ -100,7 +100,7 @@ impl PyBiartCore {
             pad_token,
         };
         let out = py.allow_threads(move || {
-            let model = Biart::from_tensors(&self.config, &tensors)?;
+            let model = decoding_model(&self.config, &tensors)?;
             // The callback takes the GIL only for the call; an exception it raises stops
             // generation and is re-raised below.
             let mut report = |done: i64, total: i64| -> crate::error::Result<()> {
@@ -133,7 +133,7 @@ impl PyBiartCore {
         let tensors = unwrap(params);
         let logits = py.allow_threads(move || {
             cached_logits(
-                &Biart::from_tensors(&self.config, &tensors)?,
+                &decoding_model(&self.config, &tensors)?,
                 &idx.0,
                 &seg.0,
                 prefix,
@@ -159,7 +159,7 @@ impl PyBiartCore {
     ) -> PyResult<(PyTensor, PyTensor)> {
         let tensors = unwrap(params);
         let (tokens, scores) = py.allow_threads(move || {
-            let model = Biart::from_tensors(&self.config, &tensors)?;
+            let model = decoding_model(&self.config, &tensors)?;
             beam_search(
                 &model,
                 &idx.0,
@@ -173,4 +173,14 @@ impl PyBiartCore {
         })?;
         Ok((PyTensor(tokens), PyTensor(scores)))
     }
+}
+
+/// The model bound to Python's tensors, readied for KV-cached decoding.
+fn decoding_model(
+    config: &BiartConfig,
+    tensors: &crate::params::TensorMap,
+) -> crate::error::Result<Biart> {
+    let mut model = Biart::from_tensors(config, tensors)?;
+    model.prepare_decoding()?;
+    Ok(model)
 }
