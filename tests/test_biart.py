@@ -265,3 +265,16 @@ def test_cuda_generation_matches_cpu(pair):
     gpu = model.cuda().generate(idx.cuda(), seg.cuda(), 10, greedy=True)
     assert torch.equal(gpu.cpu(), cpu)
     assert not math.isnan(float(model.cuda()(idx.cuda(), seg.cuda()).sum()))
+
+
+def test_safetensors_header_starting_like_a_pickle_loads(tmp_path):
+    # A safetensors file begins with its header length; when its low byte is 0x80 (a
+    # pickle's first byte) the file must still be read as safetensors.
+    model = BiART(V, T, n_layer=1, n_head=2, n_embd=16)
+    path = tmp_path / "b.safetensors"
+    for pad in range(400):
+        model.save(path, metadata={"pad": "x" * pad})
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert path.read_bytes()[0] == 0x80
+    assert BiART.from_checkpoint(path).metadata["pad"] == "x" * pad

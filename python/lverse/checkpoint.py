@@ -26,12 +26,14 @@ def _sniff(path: Path) -> str:
         raise CheckpointError(f"{path} is a directory, not a checkpoint file")
     with open(path, "rb") as f:
         head = f.read(16)
+    # safetensors first: its 8-byte little-endian header length can start with any byte,
+    # 0x80 (a pickle's first byte) included; the JSON header always opens with "{".
+    if len(head) >= 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= path.stat().st_size:
+        return "safetensors"
     if head[:4] == b"PK\x03\x04":
         return "torch-zip"
     if head[:1] == b"\x80":
         return "torch-legacy"
-    if len(head) >= 9 and head[8:9] == b"{":
-        return "safetensors"
     raise CheckpointError(
         f"{path} is not a checkpoint: expected a PyTorch (Lightning) .ckpt/.pt or an lverse "
         f".safetensors file, found data starting with {head[:8]!r}"
