@@ -36,7 +36,8 @@ def run(args) -> int:
     size = args.size or model.config.resolution
     args.output.mkdir(parents=True, exist_ok=True)
     scores = []
-    progress = tqdm(total=len(args.images), unit="img", desc="reconstruct", leave=False)
+    # disable=None: a bar on a terminal, none in logs and pipes.
+    progress = tqdm(total=len(args.images), unit="img", desc="reconstruct", leave=False, disable=None)
     with torch.inference_mode():
         for start in range(0, len(args.images), args.batch_size):
             batch_paths = args.images[start : start + args.batch_size]
