@@ -132,3 +132,45 @@ def test_load_checked_reports_shapes():
     state["connectors.0.weight"] = torch.zeros(1)
     with pytest.raises(CheckpointError, match=r"connectors.0.weight: expected shape \(64, 32, 1, 1\)"):
         model.load_checked(state)
+
+
+def _pickle_with_fake_module(tmp_path, module: str, class_name: str, script_tail: str):
+    """Writes a checkpoint whose hyper_parameters hold an instance of module.class_name,
+    from a subprocess that can import that module (the test process cannot)."""
+    import subprocess
+    import sys
+
+    pkg_root = tmp_path / "fake_pkgs"
+    parts = module.split(".")
+    folder = pkg_root.joinpath(*parts[:-1])
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(1, len(parts)):
+        (pkg_root.joinpath(*parts[:i]) / "__init__.py").touch()
+    (folder / f"{parts[-1]}.py").write_text(f"class {class_name}(dict):\n    pass\n")
+    header = f"import sys, torch; sys.path.insert(0, {str(pkg_root)!r})\nfrom {module} import {class_name}\n"
+    code = header + script_tail
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path)
+
+
+def test_lightning_attribute_dict_hparams_load(tmp_path, images):
+    _, reference = make_pair(single_level=1, seed=8)
+    ckpt = tmp_path / "pl.ckpt"
+    write_lightning_ckpt(ckpt, reference, 1)
+    data = torch.load(ckpt, weights_only=False)
+    torch.save(data["state_dict"], tmp_path / "state.pt")
+    args = vars(data["hyper_parameters"]["args"])
+    tail = (f"import argparse; state = torch.load({str(tmp_path / 'state.pt')!r})\n"
+            f"args = argparse.Namespace(**{args!r})\n"
+            f"torch.save({{'state_dict': state, 'hyper_parameters': AttributeDict(args=args)}}, {str(ckpt)!r})\n")
+    _pickle_with_fake_module(tmp_path, "pytorch_lightning.utilities.parsing", "AttributeDict", tail)
+    model = AugVAE.from_checkpoint(ckpt)
+    reference.eval()
+    assert torch.equal(model.encode(images), reference.encode(images))
+
+
+def test_unknown_pickled_class_is_named(tmp_path):
+    ckpt = tmp_path / "odd.ckpt"
+    tail = f"torch.save({{'state_dict': {{}}, 'hyper_parameters': Evil(a=1)}}, {str(ckpt)!r})\n"
+    _pickle_with_fake_module(tmp_path, "somepkg.tools", "Evil", tail)
+    with pytest.raises(CheckpointError, match="pickles an object of class somepkg.tools.Evil"):
+        AugVAE.from_checkpoint(ckpt)

@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -40,14 +41,34 @@ def _sniff(path: Path) -> str:
     )
 
 
+# What official checkpoints pickle besides tensors: the training script's namespace and,
+# depending on the Lightning version, its AttributeDict, read here as the plain dict it
+# subclasses (so no Lightning install is needed, and nothing from the file runs).
+_SAFE_GLOBALS = [argparse.Namespace] + [
+    (dict, name)
+    for name in (
+        "pytorch_lightning.utilities.parsing.AttributeDict",
+        "lightning_fabric.utilities.data.AttributeDict",
+        "lightning.fabric.utilities.data.AttributeDict",
+    )
+]
+
+
 def _torch_load(path: Path) -> object:
-    # weights_only keeps arbitrary code out of the unpickler; the official checkpoints
-    # additionally hold the training script's argparse.Namespace.
+    # weights_only keeps arbitrary code out of the unpickler.
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        with torch.serialization.safe_globals(_SAFE_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        text = str(err)
+        unsupported = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        if unsupported:
+            raise CheckpointError(
+                f"{path} pickles an object of class {unsupported.group(1)}, which lverse does not unpickle "
+                "(only tensors, containers, argparse.Namespace and Lightning's AttributeDict are allowed, "
+                "so that loading runs no code from the file)"
+            ) from err
+        first_line = re.sub(r"\x1b\[[0-9;]*m", "", text.strip().splitlines()[0]) if text.strip() else type(err).__name__
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {first_line}") from err
 
 
