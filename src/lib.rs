@@ -8,6 +8,7 @@ pub mod biart;
 pub mod error;
 pub mod image_io;
 pub mod params;
+mod pool;
 pub mod resample;
 pub mod sampling;
 pub mod tokenizer;

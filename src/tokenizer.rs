@@ -10,7 +10,7 @@
 
 mod clip;
 mod pipeline;
-mod pool;
+
 mod train;
 
 use crate::error::{Error, Result};
@@ -46,7 +46,7 @@ impl Tokenizer {
                 "min_frequency must be >= 1, got {min_frequency}"
             )));
         }
-        let words = pool::install(|| pipeline::count_words(texts))?;
+        let words = crate::pool::install(|| pipeline::count_words(texts))?;
         if words.is_empty() {
             let why = match texts.len() {
                 0 => "the list of texts is empty".to_string(),
@@ -54,7 +54,8 @@ impl Tokenizer {
             };
             return Err(Error::Value(format!("no text to train on: {why}")));
         }
-        let merges = pool::install(|| train::learn_merges(&words, vocab_size - 2, min_frequency));
+        let merges =
+            crate::pool::install(|| train::learn_merges(&words, vocab_size - 2, min_frequency));
         Ok(Self {
             inner: pipeline::build(&merges)?,
         })
@@ -150,7 +151,7 @@ impl Tokenizer {
         if let Some(i) = texts.iter().position(|t| t.as_ref().trim().is_empty()) {
             return Err(Error::Value(format!("text is empty: texts[{i}]")));
         }
-        pool::install(|| {
+        crate::pool::install(|| {
             use rayon::prelude::*;
             texts
                 .par_iter()

@@ -3,18 +3,18 @@
 //!
 //! `nearest` is the fast path: on the CPU a fused native kernel (`kernel`) that never
 //! holds the N×K distance matrix; elsewhere (CUDA) libtorch matmuls over chunks of the
-//! codebook with a running argmin, memory bounded by the chunk. `nearest_reference` is
-//! the official expression, kept for bit-exact parity.
+//! codebook with a running argmin, memory bounded by the chunk. The tests compare it with
+//! `nearest_reference`, the official expression.
 
 mod kernel;
-mod pool;
 
 use crate::error::{Error, Result};
 use kernel::{KernelError, MatRef, Real};
 use tch::{Device, Kind, Tensor};
 
 /// The official expression, op for op: ‖z‖² + ‖e‖² − 2·z·eᵀ over the whole N×K matrix,
-/// then argmin (first index on ties). Kept as the bit-exact path of AugVAE's parity.
+/// then argmin (first index on ties): the tests' reference.
+#[cfg(test)]
 pub fn nearest_reference(z: &Tensor, codebook: &Tensor) -> Result<Tensor> {
     let z_sq = z
         .f_pow_tensor_scalar(2)?
@@ -209,7 +209,7 @@ fn run_cpu<T: Real + tch::kind::Element>(
     // SAFETY: `check` made both dense 2-D CPU tensors, the caller gave them T's dtype,
     // `aligned_for` T's alignment; they outlive the views, and the kernel only reads.
     let (zv, ev) = unsafe { (view::<T>(z), view::<T>(codebook)) };
-    let out = pool::install(|| kernel::nearest(zv, ev)).map_err(kernel_error)?;
+    let out = crate::pool::install(|| kernel::nearest(zv, ev)).map_err(kernel_error)?;
     Ok((
         Tensor::f_from_slice(&out.ids)?,
         Tensor::f_from_slice(&out.distances)?,

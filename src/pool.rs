@@ -1,9 +1,11 @@
-//! The threads of batch encoding and training.
+//! lverse's own rayon pool, shared by the CPU kernels (VQ search, tokenizer batches).
 //!
-//! A pool of our own rather than rayon's global one, because threads do not survive
-//! `fork()` (DataLoader workers): a pool made before a fork is abandoned (never touched or
-//! dropped) in the child, which makes its own. Its size follows libtorch's intra-op thread
-//! count, so `torch.set_num_threads(n)` bounds the tokenizer too.
+//! It has as many threads as libtorch's intra-op setting (`torch.get_num_threads()`), so
+//! `torch.set_num_threads(n)` bounds lverse's work too and the two never ask for more than
+//! the cores torch was given; libtorch's workers are idle while it runs.
+//!
+//! Threads do not survive `fork()` (DataLoader workers): a pool made in a parent process is
+//! abandoned (never touched or dropped) in a child, which makes its own.
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
 use std::sync::{Arc, Mutex};
@@ -27,13 +29,13 @@ fn pool() -> Option<Arc<ThreadPool>> {
     }
     if let Some(old) = cached.take() {
         if old.pid != pid {
-            // Made before a fork: its threads do not exist here.
+            // Made before a fork: its threads do not exist here, so leave it alone.
             std::mem::forget(old);
         }
     }
     let pool = ThreadPoolBuilder::new()
         .num_threads(threads)
-        .thread_name(|i| format!("lverse-tokenizer-{i}"))
+        .thread_name(|i| format!("lverse-{i}"))
         .build()
         .ok()
         .map(Arc::new)?;
@@ -47,7 +49,7 @@ fn pool() -> Option<Arc<ThreadPool>> {
 
 /// Runs `work` inside the pool, so that its rayon iterators use it (or, if no thread
 /// could be started, on the calling thread's current pool).
-pub(super) fn install<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+pub(crate) fn install<R: Send>(work: impl FnOnce() -> R + Send) -> R {
     match pool() {
         Some(pool) => pool.install(work),
         None => work(),
