@@ -153,10 +153,7 @@ class AugVAE(nn.Module):
         for tensor in (embedding.cluster_size, embedding.embed_avg):
             dist.all_reduce(tensor)
             tensor.div_(world)
-        eps, k = self.config.ema_eps, self.config.num_tokens
-        n = embedding.cluster_size.sum()
-        smoothed = (embedding.cluster_size + eps) / (n + k * eps) * n
-        embedding.weight.copy_(embedding.embed_avg / smoothed.unsqueeze(1))
+        self._core.renormalize_codebook(self._tensors())
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes lverse's format: safetensors with the config in its metadata."""

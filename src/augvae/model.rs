@@ -320,6 +320,11 @@ impl AugVae {
         dec.ok_or_else(|| Error::Value("the model has no decoder".into()))
     }
 
+    /// Recomputes the shared codebook from its EMA statistics (after DDP averaging).
+    pub fn renormalize_codebook(&self) -> Result<()> {
+        self.quantizers[0].renormalize()
+    }
+
     /// The training forward: straight-through reconstruction and the summed commitment
     /// loss of every quantized level; updates the EMA codebook when asked (train mode).
     pub fn forward(&self, x: &Tensor, update_ema: bool) -> Result<Reconstruction> {

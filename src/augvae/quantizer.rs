@@ -144,12 +144,21 @@ impl EmaQuantizer {
         let _ = cluster_size.f_add_(&counts.f_mul_scalar(1.0 - keep)?)?;
         let _ = embed_avg.f_mul_scalar_(keep)?;
         let _ = embed_avg.f_add_(&sums.f_mul_scalar(1.0 - keep)?)?;
-        let n = cluster_size.f_sum(kind)?;
-        let smoothed = cluster_size
+        self.renormalize()
+    }
+
+    /// The codebook from the EMA statistics: code sums over Laplace-smoothed cluster sizes
+    /// (in place). Also run after DDP ranks average their statistics.
+    pub fn renormalize(&self) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        let k = self.num_tokens();
+        let n = self.cluster_size.f_sum(self.cluster_size.kind())?;
+        let smoothed = self
+            .cluster_size
             .f_add_scalar(self.eps)?
             .f_div(&n.f_add_scalar(k as f64 * self.eps)?)?
             .f_mul(&n)?;
-        let normalized = embed_avg.f_div(&smoothed.f_unsqueeze(1)?)?;
+        let normalized = self.embed_avg.f_div(&smoothed.f_unsqueeze(1)?)?;
         let mut weight = self.weight.shallow_clone();
         weight.f_copy_(&normalized)?;
         Ok(())

@@ -117,10 +117,12 @@ impl PyAugVaeCore {
         Ok((PyTensor(out.image), PyTensor(out.commitment)))
     }
 
-    /// Checks a name -> tensor map against the architecture; raises `CheckpointError`
-    /// listing every missing or mis-shaped key.
-    fn check(&self, params: Params) -> PyResult<()> {
-        AugVae::from_tensors(&self.config, &unwrap(params))?;
+    /// Recomputes the shared codebook from its EMA statistics, in place.
+    fn renormalize_codebook(&self, py: Python<'_>, params: Params) -> PyResult<()> {
+        let tensors = unwrap(params);
+        py.allow_threads(move || {
+            AugVae::from_tensors(&self.config, &tensors)?.renormalize_codebook()
+        })?;
         Ok(())
     }
 }
