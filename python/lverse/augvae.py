@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from . import _native
+from ._checks import require_tensor
 from ._params import build_tree, named_tensors
 from .checkpoint import load_augvae_checkpoint, save_safetensors
 
@@ -104,18 +105,12 @@ class AugVAE(nn.Module):
     def _tensors(self) -> dict[str, torch.Tensor]:
         return named_tensors(self)
 
-    @staticmethod
-    def _require_tensor(x, what: str) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
-        return x
-
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Images (B, 3, H, W) in [-1, 1] -> code ids (B, N) int64 in raster order.
 
         SL returns its single level; ML returns every level, finest first.
         """
-        images = self._require_tensor(images, "images")
+        images = require_tensor(images, "images")
         return self._core.encode(self._tensors(), images)
 
     def decode(self, ids: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
@@ -123,7 +118,7 @@ class AugVAE(nn.Module):
 
         ``grid`` is the (h, w) of the finest level for non-square images; square by default.
         """
-        ids = self._require_tensor(ids, "ids")
+        ids = require_tensor(ids, "ids")
         return self._core.decode(self._tensors(), ids, grid)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,7 +128,7 @@ class AugVAE(nn.Module):
         Under ``torch.distributed`` the EMA statistics are then averaged over the ranks, so
         the codebook stays identical everywhere (the official code let it drift per rank).
         """
-        images = self._require_tensor(images, "images")
+        images = require_tensor(images, "images")
         update = self.training and self.ema_update
         out = self._core.forward(self._tensors(), images, update)
         if update and torch.distributed.is_available() and torch.distributed.is_initialized():

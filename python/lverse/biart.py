@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from . import _native
+from ._checks import require_int, require_tensor
 from ._params import build_tree, named_tensors
 from .layout import TokenLayout
 
@@ -40,12 +41,6 @@ class BiARTConfig:
         if unknown:
             raise ValueError(f"unknown BiART config keys: {sorted(unknown)}")
         return cls(**d)
-
-
-def _check_tensor(x, what: str) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{what} must be a torch.Tensor, got {type(x).__name__}")
-    return x
 
 
 class BiART(nn.Module):
@@ -106,8 +101,8 @@ class BiART(nn.Module):
 
     def forward(self, idx: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         """Logits (B, T, vocab) for token ids and segment ids, both int64 (B, T)."""
-        _check_tensor(idx, "idx")
-        _check_tensor(seg, "seg")
+        require_tensor(idx, "idx")
+        require_tensor(seg, "seg")
         return self._core.forward(self._tensors(), idx, seg, self.training)
 
     @torch.no_grad()
@@ -124,15 +119,15 @@ class BiART(nn.Module):
         is finished and padded with ``pad_token``. ``seed`` makes the draw reproducible on
         the same device. ``progress(done, total)`` is called after every step.
         """
-        _check_tensor(idx, "idx")
-        _check_tensor(seg, "seg")
-        _check_int(steps, "steps")
+        require_tensor(idx, "idx")
+        require_tensor(seg, "seg")
+        require_int(steps, "steps")
         if top_k is not None:
-            _check_int(top_k, "top_k")
+            require_int(top_k, "top_k")
             if top_k < 1:
                 raise ValueError(f"top_k must be >= 1, got {top_k}")
         if seed is not None:
-            _check_int(seed, "seed")
+            require_int(seed, "seed")
             seed %= 2**64
         return self._core.generate(
             self._tensors(), idx, seg, steps, greedy=greedy, temperature=float(temperature),
@@ -145,9 +140,9 @@ class BiART(nn.Module):
     def cached_logits(self, idx: torch.Tensor, seg: torch.Tensor, prefix: int = 1) -> torch.Tensor:
         """Logits computed token by token through the KV cache, as the sampler sees them:
         (B, T - prefix + 1, V), equal to ``forward(idx, seg)[:, prefix - 1:]`` up to rounding."""
-        _check_tensor(idx, "idx")
-        _check_tensor(seg, "seg")
-        _check_int(prefix, "prefix")
+        require_tensor(idx, "idx")
+        require_tensor(seg, "seg")
+        require_int(prefix, "prefix")
         return self._core.cached_logits(self._tensors(), idx, seg, prefix)
 
     @torch.no_grad()
@@ -155,10 +150,10 @@ class BiART(nn.Module):
                     token_range: tuple[int, int] | list | None = None, stop_token: int | None = None,
                     pad_token: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """Best of ``beams`` beams per row: (tokens (B, steps), summed log-prob (B))."""
-        _check_tensor(idx, "idx")
-        _check_tensor(seg, "seg")
-        _check_int(steps, "steps")
-        _check_int(beams, "beams")
+        require_tensor(idx, "idx")
+        require_tensor(seg, "seg")
+        require_int(steps, "steps")
+        require_int(beams, "beams")
         if beams < 1:
             raise ValueError(f"beams must be >= 1, got {beams}")
         return self._core.beam_search(self._tensors(), idx, seg, steps, beams=beams,
@@ -213,8 +208,3 @@ def _ranges(token_range) -> list[tuple[int, int]]:
     if len(token_range) == 2 and all(isinstance(v, int) for v in token_range):
         return [tuple(token_range)]
     return [tuple(r) for r in token_range]
-
-
-def _check_int(value, what: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int, got {type(value).__name__}")

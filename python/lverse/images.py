@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from . import _native
+from ._checks import require_positive_int
 
 
 def _as_uint8_array(image, index: int) -> np.ndarray:
@@ -45,8 +46,7 @@ def load(images, size: int = 256) -> torch.Tensor:
     Accepts file paths, PIL images and numpy arrays (H, W), (H, W, 3) or (H, W, 4), uint8 or
     float in [0, 1]. Grayscale, palette, RGBA and 16-bit files become RGB (alpha dropped).
     """
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"size must be a positive int, got {size!r}")
+    require_positive_int(size, "size")
     if isinstance(images, (str, os.PathLike, np.ndarray)) or not isinstance(images, Sequence):
         images = [images]
     if len(images) == 0:

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from ._checks import require_positive_int
+
 SPECIALS = ("PAD", "SOC", "SOI", "EOC")
 
 
@@ -29,9 +31,7 @@ class TokenLayout:
 
     def __post_init__(self):
         for name in ("text_vocab", "image_vocab", "text_len", "image_len"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            require_positive_int(getattr(self, name), name)
         if self.text_len < 2:
             raise ValueError(f"text_len must leave room for a word and EOC, got {self.text_len}")
 

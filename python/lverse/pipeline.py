@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from . import images as image_io
+from ._checks import require_positive_int
 from .augvae import AugVAE
 from .biart import BiART
 from .errors import CheckpointError
@@ -102,9 +103,8 @@ class LVerse:
         with ``rerank_candidates`` the model itself ranks them by log p(text | image)."""
         single = isinstance(texts, str)
         texts = self._texts(texts)
-        for name, value in (("n", n), ("candidates", candidates)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        require_positive_int(n, "n")
+        require_positive_int(candidates, "candidates")
         candidates = max(candidates, n)
         text_parts = self.layout.encode_captions(self.tokenizer, texts).to(self.device)
         codes = generate_image_ids(self.biart, self.layout, text_parts, candidates=candidates, seed=seed,

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import torch
 
+from ._checks import require_positive_int
 from .layout import TokenLayout
 
 
@@ -22,8 +23,7 @@ def generate_image_ids(model, layout: TokenLayout, text: torch.Tensor, *, candid
                        progress: Callable[[int, int], object] | None = None) -> torch.Tensor:
     """Caption parts (B, text_len) -> AugVAE ids (B, candidates, image_len); all B x C
     candidates run as one batch."""
-    if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
-        raise ValueError(f"candidates must be a positive int, got {candidates!r}")
+    require_positive_int(candidates, "candidates")
     idx, seg = layout.text_to_image(text)
     idx = idx.repeat_interleave(candidates, 0)
     seg = seg.repeat_interleave(candidates, 0)

@@ -1,0 +1,25 @@
+"""Argument checks shared by the Python API: each raises the exception the docs promise,
+naming the argument and what it got."""
+
+from __future__ import annotations
+
+import torch
+
+
+def require_tensor(value, what: str) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{what} must be a torch.Tensor, got {type(value).__name__}")
+    return value
+
+
+def require_int(value, what: str) -> int:
+    # bool is an int to Python, never a count or an id here.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, got {type(value).__name__}")
+    return value
+
+
+def require_positive_int(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what} must be a positive int, got {value!r}")
+    return value
