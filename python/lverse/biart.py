@@ -67,6 +67,8 @@ class BiART(nn.Module):
         # What the ids mean; travels with the weights in save()/from_checkpoint().
         self.layout: TokenLayout | None = None
         self.tokenizer = None
+        # The file's other metadata (from_checkpoint), e.g. the words seen in training.
+        self.metadata: dict = {}
 
     @classmethod
     def for_layout(cls, layout: TokenLayout, tokenizer=None, *, n_layer: int = 8, n_head: int = 8,

@@ -72,12 +72,8 @@ def _torch_load(path: Path) -> object:
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {first_line}") from err
 
 
-def _read_safetensors(path: Path, kind: str) -> tuple[dict, dict[str, torch.Tensor]]:
-    config, state, _ = _read_safetensors_extra(path, kind)
-    return config, state
-
-
-def _read_safetensors_extra(path: Path, kind: str) -> tuple[dict, dict, dict]:
+def _read_safetensors(path: Path, kind: str) -> tuple[dict, dict, dict]:
+    """(config, state dict, extra metadata) of an lverse safetensors file of ``kind``."""
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -163,7 +159,8 @@ def load_augvae_checkpoint(path) -> tuple[dict, dict[str, torch.Tensor]]:
     path = Path(os.fspath(path))
     fmt = _sniff(path)
     if fmt == "safetensors":
-        return _read_safetensors(path, "augvae")
+        config, state, _ = _read_safetensors(path, "augvae")
+        return config, state
     data = _torch_load(path)
     if not isinstance(data, dict) or "state_dict" not in data:
         raise CheckpointError(
@@ -216,4 +213,4 @@ def load_biart_checkpoint(path) -> tuple[dict, dict[str, torch.Tensor], dict]:
             f"{path} is not an lverse BiART checkpoint (expected a .safetensors file written "
             "by BiART.save; no BiART weights were ever published in another format)"
         )
-    return _read_safetensors_extra(path, "biart")
+    return _read_safetensors(path, "biart")

@@ -31,6 +31,8 @@ class LVerse:
             )
         self.vae, self.biart = vae.eval(), biart.eval()
         self.layout, self.tokenizer = biart.layout, biart.tokenizer
+        # Words seen in training captions, when the checkpoint records them.
+        self.known_words: set[str] | None = set(biart.metadata.get("words", [])) or None
 
     @property
     def device(self) -> torch.device:
@@ -70,7 +72,7 @@ class LVerse:
     def _check_vocabulary(self, texts: list[str]) -> None:
         """Words the tokenizer can only spell byte by byte were never seen in training;
         say so instead of generating from noise."""
-        known = getattr(self, "_known_words", None)
+        known = self.known_words
         if known is None:
             return
         for text in texts:
@@ -133,11 +135,7 @@ def load(path: str | os.PathLike, map_location="cpu") -> LVerse:
     for f in (vae_file, biart_file):
         if not f.exists():
             raise CheckpointError(f"{path} is not a model directory: {f.name} is missing")
-    model = LVerse(AugVAE.from_checkpoint(vae_file, map_location), BiART.from_checkpoint(biart_file, map_location))
-    words = model.biart.metadata.get("words")
-    if words:
-        model._known_words = set(words)
-    return model
+    return LVerse(AugVAE.from_checkpoint(vae_file, map_location), BiART.from_checkpoint(biart_file, map_location))
 
 
 _default: LVerse | None = None
