@@ -135,3 +135,13 @@ def test_bad_arguments(tmp_path):
         images.load([])
     with pytest.raises(ValueError, match=r"got \(2, 4, 4\)"):
         images.to_pil(torch.zeros(2, 4, 4))
+
+
+def test_grid_tiles_row_by_row():
+    tiles = [Image.new("RGB", (4, 3), (40 * i, 0, 0)) for i in range(5)]
+    sheet = images.grid(tiles, columns=2)
+    assert sheet.size == (8, 9)
+    assert sheet.getpixel((4, 3)) == (120, 0, 0) and sheet.getpixel((0, 6)) == (160, 0, 0)
+    assert images.grid(tiles, columns=8).size == (20, 3)
+    with pytest.raises(ValueError, match="columns must be a positive int, got 0"):
+        images.grid(tiles, columns=0)

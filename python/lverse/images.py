@@ -79,6 +79,21 @@ def to_pil(tensor: torch.Tensor):
     return out[0] if single else out
 
 
+def grid(pictures, columns: int):
+    """PIL images of one size tiled row by row, ``columns`` per row, into one image."""
+    from PIL import Image
+
+    if not pictures:
+        raise ValueError("no images to tile")
+    require_positive_int(columns, "columns")
+    w, h = pictures[0].size
+    rows = -(-len(pictures) // columns)
+    sheet = Image.new("RGB", (w * min(columns, len(pictures)), h * rows))
+    for i, picture in enumerate(pictures):
+        sheet.paste(picture, ((i % columns) * w, (i // columns) * h))
+    return sheet
+
+
 def psnr(reference: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB of tensors in [-1, 1], measured on [0, 1] after clamping."""
     a = (reference.detach().float().clamp(-1, 1) + 1) / 2
@@ -87,5 +102,5 @@ def psnr(reference: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(1.0 / mse)
 
 
-__all__ = ["load", "to_pil", "psnr"]
+__all__ = ["load", "to_pil", "grid", "psnr"]
 

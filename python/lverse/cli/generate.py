@@ -21,8 +21,9 @@ def register(sub):
 
 
 def run(args) -> int:
-    from PIL import Image
     from tqdm import tqdm
+
+    from lverse.images import grid
 
     model = load_model(args)
     bars = []
@@ -37,11 +38,7 @@ def run(args) -> int:
                               seed=args.seed, top_k=args.top_k, temperature=args.temperature, progress=progress)
     for bar in bars:
         bar.close()
-    w, h = pictures[0].size
-    sheet = Image.new("RGB", (w * len(pictures), h))
-    for i, picture in enumerate(pictures):
-        sheet.paste(picture, (i * w, 0))
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(args.output)
+    grid(pictures, columns=len(pictures)).save(args.output)
     print(f"{len(pictures)} image(s) for {args.text!r} -> {args.output}")
     return 0

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..augvae import AugVAE, AugVAEConfig
 from ..data import shapes
-from ..images import psnr, to_pil
+from ..images import grid, psnr, to_pil
 from .common import cosine_lr, load_train_state, save_train_state, seed_everything
 
 # The default model's image tokenizer: 64 px scenes to a 16x16 grid of 512 codes.
@@ -118,13 +118,6 @@ def _evaluate(model: AugVAE, images: torch.Tensor, sample_path: Path) -> float:
     model.eval()
     recon = model.decode(model.encode(images))
     model.train(was_training)
-    grid = torch.cat([images[:8], recon[:8]], 0)
-    pil = to_pil(grid)
-    from PIL import Image
-
-    w, h = pil[0].size
-    sheet = Image.new("RGB", (w * 8, h * 2))
-    for i, im in enumerate(pil):
-        sheet.paste(im, ((i % 8) * w, (i // 8) * h))
-    sheet.save(sample_path)
+    # Originals on the first row, reconstructions below.
+    grid(to_pil(torch.cat([images[:8], recon[:8]], 0)), columns=8).save(sample_path)
     return psnr(images, recon).mean().item()
