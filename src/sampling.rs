@@ -59,7 +59,7 @@ impl Sampling {
     }
 
     /// Which ids of a vocabulary of `vocab` are legal.
-    pub fn legal_ids(&self, vocab: usize) -> Vec<bool> {
+    fn legal_ids(&self, vocab: usize) -> Vec<bool> {
         if self.token_ranges.is_empty() {
             return vec![true; vocab];
         }

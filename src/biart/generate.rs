@@ -153,32 +153,6 @@ struct Beam {
     finished: bool,
 }
 
-/// Log-probabilities renormalised over the legal ids (-inf elsewhere).
-fn legal_log_probs(row: &[f32], legal: &[bool]) -> Vec<f64> {
-    let max = row
-        .iter()
-        .zip(legal)
-        .filter(|(_, &l)| l)
-        .fold(f32::NEG_INFINITY, |m, (&v, _)| m.max(v)) as f64;
-    let total: f64 = row
-        .iter()
-        .zip(legal)
-        .filter(|(_, &l)| l)
-        .map(|(&v, _)| (v as f64 - max).exp())
-        .sum();
-    let log_total = total.ln() + max;
-    row.iter()
-        .zip(legal)
-        .map(|(&v, &l)| {
-            if l {
-                v as f64 - log_total
-            } else {
-                f64::NEG_INFINITY
-            }
-        })
-        .collect()
-}
-
 /// Beam search: the `beams` most likely continuations per row, by summed log-probability
 /// over the legal range; returns the best one per row (B, steps) and its score (B).
 #[allow(clippy::too_many_arguments)]
@@ -202,9 +176,9 @@ pub fn beam_search(
         ..Default::default()
     };
     checked.validate(vocab)?;
-    let legal = checked.legal_ids(vocab as usize);
     let _guard = tch::no_grad_guard();
     let device = model.device();
+    let mask = checked.mask(vocab, device)?;
     let batch = idx.size()[0] as usize;
     let width = beams;
     let mut cache = model.new_cache(idx.size()[0])?;
@@ -234,7 +208,14 @@ pub fn beam_search(
     )?;
     let vocab = vocab as usize;
     for step in 0..steps {
-        let host = host_logits(&logits)?;
+        // Log-probabilities renormalised over the legal ids (-inf elsewhere), as the
+        // sampler's distribution is.
+        let host = host_logits(
+            &logits
+                .f_to_kind(Kind::Float)?
+                .f_add(&mask)?
+                .f_log_softmax(-1, Kind::Float)?,
+        )?;
         let mut parents = Vec::with_capacity(batch * width);
         let mut next_tokens = Vec::with_capacity(batch * width);
         for (b, beams_b) in state.iter_mut().enumerate() {
@@ -249,11 +230,12 @@ pub fn beam_search(
                     continue;
                 }
                 let row = &host[(b * width + w) * vocab..(b * width + w + 1) * vocab];
-                let log_probs = legal_log_probs(row, &legal);
-                let mut order: Vec<usize> = (0..log_probs.len()).filter(|&i| legal[i]).collect();
-                order.sort_by(|&i, &j| log_probs[j].total_cmp(&log_probs[i]).then(i.cmp(&j)));
+                let mut order: Vec<usize> = (0..row.len())
+                    .filter(|&i| row[i] > f32::NEG_INFINITY)
+                    .collect();
+                order.sort_by(|&i, &j| row[j].total_cmp(&row[i]).then(i.cmp(&j)));
                 for &i in order.iter().take(width) {
-                    candidates.push((beam.score + log_probs[i], w, i as i64));
+                    candidates.push((beam.score + row[i] as f64, w, i as i64));
                 }
             }
             candidates.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
