@@ -23,3 +23,12 @@ def require_positive_int(value, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{what} must be a positive int, got {value!r}")
     return value
+
+
+def require_known_keys(d: dict, config_class, what: str) -> None:
+    """A config dict names only fields of the dataclass ``config_class``."""
+    import dataclasses
+
+    unknown = set(d) - {f.name for f in dataclasses.fields(config_class)}
+    if unknown:
+        raise ValueError(f"unknown {what} config keys: {sorted(unknown)}")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from . import _native
-from ._checks import require_tensor
+from ._checks import require_known_keys, require_tensor
 from ._params import build_tree, named_tensors
 from .checkpoint import load_augvae_checkpoint, save_safetensors
 
@@ -36,21 +36,16 @@ class AugVAEConfig:
     in_channels: int = 3
     out_channels: int = 3
     norm_groups: int = 32
-    extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d.pop("extra")
         d["ch_mult"] = list(self.ch_mult)
         d["inner_ch_mult"] = list(self.inner_ch_mult)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> AugVAEConfig:
-        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown AugVAE config keys: {sorted(unknown)}")
+        require_known_keys(d, cls, "AugVAE")
         d = dict(d)
         for key in ("ch_mult", "inner_ch_mult"):
             if key in d:

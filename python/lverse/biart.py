@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from . import _native
-from ._checks import require_int, require_tensor
+from ._checks import require_int, require_known_keys, require_tensor
 from ._params import build_tree, named_tensors
 from .layout import TokenLayout
 
@@ -36,10 +36,7 @@ class BiARTConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> BiARTConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown BiART config keys: {sorted(unknown)}")
+        require_known_keys(d, cls, "BiART")
         return cls(**d)
 
 
