@@ -19,8 +19,10 @@ from ..data import shapes
 from ..images import grid, psnr, to_pil
 from .common import cosine_lr, load_train_state, save_train_state, seed_everything
 
-# The default model's image tokenizer: 64 px scenes to a 16x16 grid of 512 codes.
-SHAPES_CONFIG = dict(hidden_dim=16, ch_mult=(1, 2), inner_ch_mult=(2, 2), num_res_blocks=1,
+# The default model's image tokenizer: 64 px scenes to an 8x8 grid of 512 codes (level 0 is
+# 16x16, the single level kept is level 1). A 16x16 grid reconstructs better but makes
+# BiART's sequences 274 tokens long, too slow to train on 2 cores.
+SHAPES_CONFIG = dict(hidden_dim=16, ch_mult=(1, 2, 2), inner_ch_mult=(2, 2), num_res_blocks=1,
                      z_channels=32, codebook_dim=32, num_tokens=512, resolution=64, levels=3,
                      single_level=1, norm_groups=8)
 
@@ -48,6 +50,35 @@ def weighted_mse(recon: torch.Tensor, target: torch.Tensor, fg_weight: float) ->
     return (weights * (recon - target) ** 2).mean() / weights.mean()
 
 
+@torch.no_grad()
+def restart_dead_codes(model: AugVAE, min_usage: float, generator: torch.Generator) -> int:
+    """Splits busy codes into dead ones; returns how many codes were restarted.
+
+    An EMA codebook whose code goes unused never moves again: with small grids (8x8 codes
+    for a 64 px scene) training collapsed to four codes of 512. Each code whose EMA usage
+    fell below ``min_usage`` takes over half of a live code drawn in proportion to usage,
+    plus a little noise so that the two drift apart. Usage and code sums are halved
+    between the pair, so the codebook's totals are unchanged. The draw depends only on the
+    (rank-synchronised) statistics and ``generator``, so DDP ranks stay identical.
+    """
+    embedding = model.quantizers[0].embedding
+    usage = embedding.cluster_size
+    dead = (usage < min_usage).nonzero().flatten()
+    live = (usage >= min_usage).nonzero().flatten()
+    if len(dead) == 0 or len(live) == 0:
+        return 0
+    source = live[torch.multinomial(usage[live], len(dead), replacement=True, generator=generator)]
+    spread = embedding.weight[live].std(0, keepdim=True)
+    noise = torch.randn(len(dead), embedding.weight.shape[1], generator=generator) * 0.1 * spread
+    for d, s, n in zip(dead.tolist(), source.tolist(), noise, strict=True):
+        usage[s] /= 2
+        embedding.embed_avg[s] /= 2
+        usage[d] = usage[s]
+        embedding.embed_avg[d] = (embedding.weight[s] + n) * usage[s]
+    model._core.renormalize_codebook(model._tensors())
+    return len(dead)
+
+
 def register(sub):
     p = sub.add_parser("train-vae", help="train an AugVAE (default: the shapes tokenizer)")
     p.add_argument("--out", type=Path, required=True, help="output directory")
@@ -60,6 +91,10 @@ def register(sub):
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--fg-weight", type=float, default=4.0,
                    help="loss weight of foreground pixels relative to background (shapes data)")
+    p.add_argument("--restart-every", type=int, default=25,
+                   help="steps between restarts of unused codes (0: never); none in the last 20%% of training")
+    p.add_argument("--min-usage", type=float, default=1.0,
+                   help="EMA count per batch below which a code counts as unused")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--sample-every", type=int, default=500)
@@ -90,7 +125,7 @@ def run(args) -> int:
     rng = torch.Generator().manual_seed(args.seed + start)
     held_out = held_out_images(64)
     progress = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="train-vae")
-    t0, seen = time.time(), 0
+    t0, seen, restarted = time.time(), 0, 0
     for step in progress:
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, args.steps, args.lr, args.warmup)
@@ -101,8 +136,11 @@ def run(args) -> int:
         loss.backward()
         optimizer.step()
         seen += len(x)
-        progress.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{seen / (time.time() - t0):.1f}")
         done = step + 1
+        if args.restart_every and done % args.restart_every == 0 and done < 0.8 * args.steps:
+            restarted += restart_dead_codes(model, args.min_usage, rng)
+        progress.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{seen / (time.time() - t0):.1f}",
+                             restarted=restarted)
         if done % args.checkpoint_every == 0 or done == args.steps:
             model.save(model_path)
             save_train_state(state_path, done, optimizer)
