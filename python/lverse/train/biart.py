@@ -35,6 +35,9 @@ def register(sub):
     p.add_argument("--n-layer", type=int, default=4)
     p.add_argument("--n-head", type=int, default=4)
     p.add_argument("--n-embd", type=int, default=256)
+    p.add_argument("--reencode", type=float, default=0.5,
+                   help="fraction of image-to-text rows whose codes are first decoded to 8-bit pixels "
+                        "and encoded again, as when captioning a generated image")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=48)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -88,7 +91,22 @@ def sequences(layout: TokenLayout, text: torch.Tensor, image: torch.Tensor, to_i
     return idx, seg, targets
 
 
+@torch.no_grad()
+def through_pixels(vae: AugVAE, ids: torch.Tensor) -> torch.Tensor:
+    """Codes -> 8-bit image -> codes: what a caption of a generated picture reads. The trip
+    is not the identity (nearby codes decode alike), so the captioner is trained on both."""
+    pixels = ((vae.decode(ids).clamp(-1, 1) + 1) * 127.5).round()
+    return vae.encode(pixels / 127.5 - 1)
+
+
 def run(args) -> int:
+    train(args)
+    return 0
+
+
+def train(args) -> tuple[BiART, list[float]]:
+    """The training loop; returns this rank's model (unwrapped from DDP) and its loss at
+    every step run."""
     rank, world = _distributed()
     seed_everything(args.seed + rank)
     device = torch.device(args.device)
@@ -122,7 +140,7 @@ def run(args) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(args.seed * 1000 + rank + start)
     progress = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="train-biart", disable=rank != 0)
-    t0, tokens_seen = time.time(), 0
+    t0, tokens_seen, losses = time.time(), 0, []
     for step in progress:
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, args.steps, args.lr, args.warmup)
@@ -131,6 +149,9 @@ def run(args) -> int:
             image_ids = vae.encode(images.to(device))
         text = layout.encode_captions(tokenizer, captions).to(device)
         to_image = torch.rand(args.batch_size, generator=g) < 0.5
+        trip = ~to_image & (torch.rand(args.batch_size, generator=g) < args.reencode)
+        if trip.any():
+            image_ids[trip.to(device)] = through_pixels(vae, image_ids[trip.to(device)])
         idx, seg, targets = sequences(layout, text, image_ids, to_image.to(device))
         with torch.autocast(device.type, dtype=torch.bfloat16 if args.amp == "bf16" else torch.float16,
                             enabled=args.amp is not None and device.type == "cuda"):
@@ -141,9 +162,10 @@ def run(args) -> int:
         torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
         optimizer.step()
         tokens_seen += idx.numel() * world
+        losses.append(loss.item())
         done = step + 1
         if rank == 0:
-            progress.set_postfix(loss=f"{loss.item():.4f}", tok_s=f"{tokens_seen / (time.time() - t0):.0f}")
+            progress.set_postfix(loss=f"{losses[-1]:.4f}", tok_s=f"{tokens_seen / (time.time() - t0):.0f}")
             if done % args.checkpoint_every == 0 or done == args.steps:
                 trained.save(model_path, metadata={"step": done, "data": args.data, "words": words})
                 save_train_state(state_path, done, optimizer)
@@ -151,7 +173,7 @@ def run(args) -> int:
                 progress.write(_sample_captions(trained, vae, layout, tokenizer, device, done))
     if source.skipped and rank == 0:
         print(f"skipped {source.skipped} unreadable image(s)")
-    return 0
+    return trained, losses
 
 
 @torch.no_grad()
