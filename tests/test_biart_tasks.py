@@ -4,7 +4,7 @@ import pytest
 import torch
 from lverse import BiART
 from lverse.layout import TokenLayout
-from lverse.tasks import generate_caption_ids, generate_image_ids, rerank, score
+from lverse.tasks import generate_caption_ids, generate_image_ids, rerank, rerank_captions, score
 
 from .reference_mingpt import ReferenceBiART
 
@@ -114,6 +114,18 @@ def test_rerank_orders_by_caption_likelihood(model):
     assert scores[0, order[0, 0]] == scores.max()
     direct = score(model, LAYOUT, text.repeat(5, 1), candidates[0], given="image")
     assert torch.allclose(direct, scores[0])
+
+
+def test_rerank_captions_orders_by_image_likelihood(model):
+    torch.manual_seed(3)
+    image = torch.randint(0, 16, (2, 9))
+    candidates = generate_caption_ids(model, LAYOUT, image.repeat_interleave(4, 0), greedy=False, seed=1).view(2, 4, -1)
+    order, scores = rerank_captions(model, LAYOUT, image, candidates)
+    assert order.shape == (2, 4)
+    for row in range(2):
+        direct = score(model, LAYOUT, candidates[row], image[row].expand(4, -1), given="text")
+        assert torch.allclose(direct, scores[row])
+        assert order[row].tolist() == direct.argsort(descending=True, stable=True).tolist()
 
 
 def test_checkpoint_carries_layout_and_tokenizer(tmp_path):

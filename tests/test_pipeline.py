@@ -46,6 +46,24 @@ def test_caption_inputs(model_dir, tmp_path):
     assert lverse.caption(tensor, model=model) == [one]
 
 
+def test_caption_reranks_greedy_against_sampled_captions(model_dir):
+    from lverse.tasks import generate_caption_ids, rerank_captions
+
+    model = lverse.load(model_dir)
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    ids = model.vae.encode(x)
+    greedy = generate_caption_ids(model.biart, model.layout, ids)
+    assert lverse.caption(x, model=model, candidates=0) == model.layout.decode_captions(model.tokenizer, greedy)
+    assert lverse.caption(x, model=model, rerank=False) == lverse.caption(x, model=model, candidates=0)
+    sampled = generate_caption_ids(model.biart, model.layout, ids.repeat_interleave(5, 0), greedy=False, seed=0)
+    pool = torch.cat([greedy.unsqueeze(1), sampled.view(3, 5, -1)], 1)
+    order, _ = rerank_captions(model.biart, model.layout, ids, pool)
+    best = pool[torch.arange(3), order[:, 0]]
+    assert lverse.caption(x, model=model, candidates=5) == model.layout.decode_captions(model.tokenizer, best)
+    with pytest.raises(ValueError, match="candidates must be an int >= 0, got -1"):
+        lverse.caption(x, model=model, candidates=-1)
+
+
 def test_generate_shapes_and_seeds(model_dir):
     model = lverse.load(model_dir)
     pictures = lverse.generate("a red circle", n=2, candidates=3, seed=1, model=model)

@@ -15,7 +15,7 @@ from ._checks import require_positive_int
 from .augvae import AugVAE
 from .biart import BiART
 from .errors import CheckpointError
-from .tasks import generate_caption_ids, generate_image_ids, rerank
+from .tasks import generate_caption_ids, generate_image_ids, rerank, rerank_captions
 
 
 class LVerse:
@@ -83,16 +83,29 @@ class LVerse:
     # -- the two directions ----------------------------------------------------------
 
     @torch.no_grad()
-    def caption(self, images, *, beams: int | None = None, greedy: bool = True, temperature: float = 1.0,
-                top_k: int | None = None, top_p: float | None = None, seed: int | None = None):
+    def caption(self, images, *, candidates: int = 8, rerank_candidates: bool = True, beams: int | None = None,
+                greedy: bool = True, temperature: float = 1.0, top_k: int | None = None,
+                top_p: float | None = None, seed: int | None = None):
         """A path, PIL image, numpy array or tensor (or a list of them) -> caption(s).
 
-        Greedy by default; ``beams=k`` for beam search; ``greedy=False`` samples with
-        temperature / top_k / top_p (``seed`` makes it reproducible)."""
+        The caption is decoded greedily by default; ``beams=k`` for beam search;
+        ``greedy=False`` samples with temperature / top_k / top_p (``seed`` makes it
+        reproducible). With ``rerank_candidates`` it competes with ``candidates`` sampled
+        captions, and the one under which the model finds the image most likely wins
+        (log p(image | caption), the text-to-image direction); ``candidates=0`` or
+        ``rerank_candidates=False`` returns the decoded caption as it is."""
         single = not isinstance(images, (list, tuple)) and not (isinstance(images, torch.Tensor) and images.dim() == 4)
+        if not isinstance(candidates, int) or isinstance(candidates, bool) or candidates < 0:
+            raise ValueError(f"candidates must be an int >= 0, got {candidates!r}")
         ids = self.vae.encode(self._images(images))
         parts = generate_caption_ids(self.biart, self.layout, ids, beams=beams, greedy=greedy,
                                      temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+        if rerank_candidates and candidates > 0:
+            sampled = generate_caption_ids(self.biart, self.layout, ids.repeat_interleave(candidates, 0),
+                                           greedy=False, seed=0 if seed is None else seed)
+            pool = torch.cat([parts.unsqueeze(1), sampled.view(len(ids), candidates, -1)], 1)
+            order, _ = rerank_captions(self.biart, self.layout, ids, pool)
+            parts = pool[torch.arange(len(ids), device=pool.device), order[:, 0]]
         texts = self.layout.decode_captions(self.tokenizer, parts)
         return texts[0] if single else texts
 
@@ -151,9 +164,10 @@ def default_model() -> LVerse:
     return _default
 
 
-def caption(images, *, model: LVerse | None = None, **options):
-    """Caption(s) for image(s) with ``model`` or the shipped default model."""
-    return (model or default_model()).caption(images, **options)
+def caption(images, *, candidates: int = 8, rerank: bool = True, model: LVerse | None = None, **options):
+    """Caption(s) for image(s) with ``model`` or the shipped default model (options as
+    :meth:`LVerse.caption`)."""
+    return (model or default_model()).caption(images, candidates=candidates, rerank_candidates=rerank, **options)
 
 
 def generate(texts, *, n: int = 1, candidates: int = 8, rerank: bool = True, seed: int | None = None,

@@ -85,6 +85,19 @@ def score(model, layout: TokenLayout, text: torch.Tensor, image: torch.Tensor, *
 
 
 @torch.no_grad()
+def rerank_captions(model, layout: TokenLayout, image: torch.Tensor,
+                    candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Self-reranking the other way: for images (B, image_len) and candidate captions
+    (B, C, text_len), scores log p(image | caption) with the text-to-image direction of the
+    same model: the caption under which the image is most likely explains it best.
+    Returns (order (B, C) best first, scores (B, C))."""
+    b, c, t = candidates.shape
+    flat_image = image.repeat_interleave(c, 0)
+    scores = score(model, layout, candidates.reshape(b * c, t), flat_image, given="text").view(b, c)
+    return scores.argsort(dim=1, descending=True, stable=True), scores
+
+
+@torch.no_grad()
 def rerank(model, layout: TokenLayout, text: torch.Tensor,
            candidates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Self-reranking: for captions (B, text_len) and candidate images (B, C, image_len),

@@ -9,6 +9,9 @@ def register(sub):
     p = sub.add_parser("caption", help="caption images with the default (or a given) model")
     p.add_argument("images", nargs="+", type=Path)
     p.add_argument("--beams", type=int, default=None, help="beam search width (default: greedy)")
+    p.add_argument("--candidates", type=int, default=8,
+                   help="sampled captions that compete with the decoded one; the model keeps the caption "
+                        "under which the image is most likely (0: the decoded caption as it is)")
     p.add_argument("--batch-size", type=int, default=16)
     add_model_option(p)
     p.set_defaults(run=run)
@@ -21,7 +24,7 @@ def run(args) -> int:
     model = load_model(args)
     for start in range(0, len(args.images), args.batch_size):
         batch = args.images[start : start + args.batch_size]
-        for caption in model.caption(list(batch), beams=args.beams):
+        for caption in model.caption(list(batch), beams=args.beams, candidates=args.candidates):
             # One line per image, whatever characters an (untrained) model emits.
             print("".join(ch if ch.isprintable() else " " for ch in caption))
     return 0
