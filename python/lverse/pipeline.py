@@ -83,7 +83,7 @@ class LVerse:
     # -- the two directions ----------------------------------------------------------
 
     @torch.no_grad()
-    def caption(self, images, *, candidates: int = 8, rerank_candidates: bool = True, beams: int | None = None,
+    def caption(self, images, *, candidates: int = 16, rerank_candidates: bool = True, beams: int | None = None,
                 greedy: bool = True, temperature: float = 1.0, top_k: int | None = None,
                 top_p: float | None = None, seed: int | None = None):
         """A path, PIL image, numpy array or tensor (or a list of them) -> caption(s).
@@ -164,7 +164,7 @@ def default_model() -> LVerse:
     return _default
 
 
-def caption(images, *, candidates: int = 8, rerank: bool = True, model: LVerse | None = None, **options):
+def caption(images, *, candidates: int = 16, rerank: bool = True, model: LVerse | None = None, **options):
     """Caption(s) for image(s) with ``model`` or the shipped default model (options as
     :meth:`LVerse.caption`)."""
     return (model or default_model()).caption(images, candidates=candidates, rerank_candidates=rerank, **options)

@@ -9,7 +9,7 @@ def register(sub):
     p = sub.add_parser("caption", help="caption images with the default (or a given) model")
     p.add_argument("images", nargs="+", type=Path)
     p.add_argument("--beams", type=int, default=None, help="beam search width (default: greedy)")
-    p.add_argument("--candidates", type=int, default=8,
+    p.add_argument("--candidates", type=int, default=16,
                    help="sampled captions that compete with the decoded one; the model keeps the caption "
                         "under which the image is most likely (0: the decoded caption as it is)")
     p.add_argument("--batch-size", type=int, default=16)
