@@ -37,6 +37,8 @@ demo() {
   cd "$ROOT"
   python -m lverse info
   python -m lverse reconstruct examples/images/*.png -o out/reconstructions
+  python -m lverse caption examples/images/*.png
+  python -m lverse generate "a large green triangle at the top" -n 4 --seed 0 -o out/generated.png
 }
 
 test_all() {
