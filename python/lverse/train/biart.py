@@ -6,7 +6,6 @@ being generated (a caption up to and including EOC). Runs under ``torchrun`` wit
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from ..data import shapes
 from ..data.sources import from_spec
 from ..layout import TokenLayout
 from ..tokenizer import Tokenizer
-from .common import cosine_lr, load_train_state, save_train_state, seed_everything
+from .common import cosine_lr, init_distributed, load_train_state, save_train_state, seed_everything
 
 
 def register(sub):
@@ -49,16 +48,6 @@ def register(sub):
     p.add_argument("--device", default="cpu")
     p.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="autocast on CUDA")
     p.set_defaults(run=run)
-
-
-def _distributed() -> tuple[int, int]:
-    if "RANK" not in os.environ:
-        return 0, 1
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size()
 
 
 def build_tokenizer(args, source) -> tuple[Tokenizer, list[str]]:
@@ -107,7 +96,7 @@ def run(args) -> int:
 def train(args) -> tuple[BiART, list[float]]:
     """The training loop; returns this rank's model (unwrapped from DDP) and its loss at
     every step run."""
-    rank, world = _distributed()
+    rank, world = init_distributed()
     seed_everything(args.seed + rank)
     device = torch.device(args.device)
     if args.vae is None:

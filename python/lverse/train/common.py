@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import random
 from pathlib import Path
 
@@ -14,6 +15,18 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def init_distributed() -> tuple[int, int]:
+    """(rank, world size): from torchrun's environment (joining the process group: NCCL
+    with CUDA, gloo otherwise), or (0, 1) for a plain run."""
+    if "RANK" not in os.environ:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
 
 
 def cosine_lr(step: int, total: int, base: float, warmup: int) -> float:

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from ..augvae import AugVAE, AugVAEConfig
 from ..data import shapes
 from ..images import grid, psnr, to_pil
-from .common import cosine_lr, load_train_state, save_train_state, seed_everything
+from .common import cosine_lr, init_distributed, load_train_state, save_train_state, seed_everything
 
 # The default model's image tokenizer: 64 px scenes to an 8x8 grid of 512 codes (level 0 is
 # 16x16, the single level kept is level 1). A 16x16 grid reconstructs better but makes
@@ -110,22 +110,37 @@ def _config(text: str | None) -> AugVAEConfig:
 
 
 def run(args) -> int:
-    seed_everything(args.seed)
+    train(args)
+    return 0
+
+
+def train(args) -> tuple[AugVAE, list[float]]:
+    """The training loop (under torchrun: DDP, one batch per rank, rank 0 writes); returns
+    this rank's model and its loss at every step run."""
+    rank, world = init_distributed()
+    seed_everything(args.seed)  # the same initial weights everywhere (DDP broadcasts them too)
     args.out.mkdir(parents=True, exist_ok=True)
     model_path, state_path = args.out / "augvae.safetensors", args.out / "train_state.pt"
     if args.resume and model_path.exists():
         model = AugVAE.from_checkpoint(model_path).train()
     else:
         model = AugVAE(_config(args.config)).train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+    trained = model
+    if world > 1:
+        # SL leaves the coarse levels' biases unused, as the official model does.
+        model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    optimizer = torch.optim.AdamW([p for p in trained.parameters() if p.requires_grad],
                                   lr=args.lr, betas=(0.9, 0.99), weight_decay=1e-5)
     start = 0
     if args.resume and state_path.exists():
         start = load_train_state(state_path, optimizer)["step"]
-    rng = torch.Generator().manual_seed(args.seed + start)
-    held_out = held_out_images(64)
-    progress = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="train-vae")
-    t0, seen, restarted = time.time(), 0, 0
+    rng = torch.Generator().manual_seed(args.seed + start + 1000 * rank)  # each rank its own scenes
+    # Code restarts must draw alike on every rank (the codebook statistics already agree);
+    # a single process keeps drawing them from its data generator, as the shipped weights were made.
+    restart_rng = rng if world == 1 else torch.Generator().manual_seed(args.seed + start)
+    held_out = held_out_images(64) if rank == 0 else None
+    progress = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="train-vae", disable=rank != 0)
+    t0, seen, restarted, losses = time.time(), 0, 0, []
     for step in progress:
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, args.steps, args.lr, args.warmup)
@@ -135,19 +150,22 @@ def run(args) -> int:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        seen += len(x)
+        seen += len(x) * world
+        losses.append(loss.item())
         done = step + 1
         if args.restart_every and done % args.restart_every == 0 and done < 0.8 * args.steps:
-            restarted += restart_dead_codes(model, args.min_usage, rng)
-        progress.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{seen / (time.time() - t0):.1f}",
+            restarted += restart_dead_codes(trained, args.min_usage, restart_rng)
+        if rank != 0:
+            continue
+        progress.set_postfix(loss=f"{losses[-1]:.4f}", img_s=f"{seen / (time.time() - t0):.1f}",
                              restarted=restarted)
         if done % args.checkpoint_every == 0 or done == args.steps:
-            model.save(model_path)
+            trained.save(model_path)
             save_train_state(state_path, done, optimizer)
         if done % args.sample_every == 0 or done == args.steps:
-            score = _evaluate(model, held_out, args.out / f"samples_{done:06d}.png")
+            score = _evaluate(trained, held_out, args.out / f"samples_{done:06d}.png")
             progress.write(f"step {done}: held-out PSNR {score:.2f} dB")
-    return 0
+    return trained, losses
 
 
 @torch.no_grad()
