@@ -19,7 +19,15 @@ from ..data import shapes
 from ..data.sources import from_spec
 from ..layout import TokenLayout
 from ..tokenizer import Tokenizer
-from .common import cosine_lr, init_distributed, load_train_state, save_train_state, seed_everything
+from .common import (
+    autocast,
+    cosine_lr,
+    grad_scaler,
+    init_distributed,
+    load_train_state,
+    save_train_state,
+    seed_everything,
+)
 
 
 def register(sub):
@@ -130,6 +138,7 @@ def train(args) -> tuple[BiART, list[float]]:
     g = torch.Generator().manual_seed(args.seed * 1000 + rank + start)
     progress = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="train-biart", disable=rank != 0)
     t0, tokens_seen, losses = time.time(), 0, []
+    scaler = grad_scaler(device, args.amp)
     for step in progress:
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, args.steps, args.lr, args.warmup)
@@ -142,14 +151,15 @@ def train(args) -> tuple[BiART, list[float]]:
         if trip.any():
             image_ids[trip.to(device)] = through_pixels(vae, image_ids[trip.to(device)])
         idx, seg, targets = sequences(layout, text, image_ids, to_image.to(device))
-        with torch.autocast(device.type, dtype=torch.bfloat16 if args.amp == "bf16" else torch.float16,
-                            enabled=args.amp is not None and device.type == "cuda"):
+        with autocast(device, args.amp):
             logits = model(idx[:, :-1], seg[:, :-1])
             loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets[:, 1:].reshape(-1))
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         tokens_seen += idx.numel() * world
         losses.append(loss.item())
         done = step + 1

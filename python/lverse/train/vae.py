@@ -17,7 +17,15 @@ from tqdm import tqdm
 from ..augvae import AugVAE, AugVAEConfig
 from ..data import shapes
 from ..images import grid, psnr, to_pil
-from .common import cosine_lr, init_distributed, load_train_state, save_train_state, seed_everything
+from .common import (
+    autocast,
+    cosine_lr,
+    grad_scaler,
+    init_distributed,
+    load_train_state,
+    save_train_state,
+    seed_everything,
+)
 
 # The default model's image tokenizer: 64 px scenes to an 8x8 grid of 512 codes (level 0 is
 # 16x16, the single level kept is level 1). A 16x16 grid reconstructs better but makes
@@ -44,7 +52,7 @@ def held_out_images(count: int) -> torch.Tensor:
 def weighted_mse(recon: torch.Tensor, target: torch.Tensor, fg_weight: float) -> torch.Tensor:
     if fg_weight == 1.0:
         return torch.nn.functional.mse_loss(recon, target)
-    background = torch.tensor(shapes.BACKGROUND, dtype=target.dtype) / 127.5 - 1
+    background = torch.tensor(shapes.BACKGROUND, dtype=target.dtype, device=target.device) / 127.5 - 1
     is_fg = ((target - background.view(1, 3, 1, 1)).abs().amax(1, keepdim=True) > 0.05)
     weights = 1 + (fg_weight - 1) * is_fg.to(target.dtype)
     return (weights * (recon - target) ** 2).mean() / weights.mean()
@@ -99,6 +107,8 @@ def register(sub):
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--sample-every", type=int, default=500)
     p.add_argument("--resume", action="store_true", help="continue from OUT's last checkpoint")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="autocast on CUDA")
     p.set_defaults(run=run)
 
 
@@ -125,7 +135,8 @@ def train(args) -> tuple[AugVAE, list[float]]:
         model = AugVAE.from_checkpoint(model_path).train()
     else:
         model = AugVAE(_config(args.config)).train()
-    trained = model
+    device = torch.device(args.device)
+    model = trained = model.to(device)
     if world > 1:
         # SL leaves the coarse levels' biases unused, as the official model does.
         model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
@@ -138,18 +149,21 @@ def train(args) -> tuple[AugVAE, list[float]]:
     # Code restarts must draw alike on every rank (the codebook statistics already agree);
     # a single process keeps drawing them from its data generator, as the shipped weights were made.
     restart_rng = rng if world == 1 else torch.Generator().manual_seed(args.seed + start)
-    held_out = held_out_images(64) if rank == 0 else None
+    held_out = held_out_images(64).to(device) if rank == 0 else None
+    scaler = grad_scaler(device, args.amp)
     progress = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="train-vae", disable=rank != 0)
     t0, seen, restarted, losses = time.time(), 0, 0, []
     for step in progress:
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, args.steps, args.lr, args.warmup)
-        x = shapes_batch(rng, args.batch_size)
-        recon, commitment = model(x)
-        loss = weighted_mse(recon, x, args.fg_weight) + commitment
+        x = shapes_batch(rng, args.batch_size).to(device)
+        with autocast(device, args.amp):
+            recon, commitment = model(x)
+        loss = weighted_mse(recon.float(), x, args.fg_weight) + commitment.float()
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         seen += len(x) * world
         losses.append(loss.item())
         done = step + 1
