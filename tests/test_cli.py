@@ -5,10 +5,11 @@ import subprocess
 import sys
 
 import lverse
+import pytest
 import torch
 from PIL import Image
 
-from .conftest import SMALL
+from .conftest import SMALL, cuda
 
 
 def run(*args, cwd=None):
@@ -89,3 +90,19 @@ def test_train_biart_on_fake_data_and_resume(tmp_path):
     assert lverse.BiART.from_checkpoint(out_dir / "biart.safetensors").metadata["step"] == 4
     bad = run("train-biart", "--out", out_dir, "--data", "nowhere", "--vae", vae_path, "--steps", 1)
     assert bad.returncode == 1 and "unknown data source 'nowhere'" in bad.stderr
+
+
+@cuda
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_training_commands_on_cuda_with_autocast(tmp_path, amp):
+    config = json.dumps({**SMALL, "ch_mult": list(SMALL["ch_mult"]), "inner_ch_mult": list(SMALL["inner_ch_mult"]),
+                         "resolution": 64, "single_level": 1})
+    vae_dir = tmp_path / "vae"
+    done = run("train-vae", "--out", vae_dir, "--config", config, "--steps", 3, "--batch-size", 2,
+               "--sample-every", 3, "--device", "cuda", "--amp", amp)
+    assert done.returncode == 0, done.stderr
+    done = run("train-biart", "--out", tmp_path / "biart", "--data", "shapes", "--vae", vae_dir / "augvae.safetensors",
+               "--steps", 3, "--batch-size", 4, "--n-layer", 1, "--n-head", 2, "--n-embd", 32, "--text-len", 16,
+               "--vocab-size", 520, "--sample-every", 3, "--device", "cuda", "--amp", amp)
+    assert done.returncode == 0, done.stderr
+    assert lverse.BiART.from_checkpoint(tmp_path / "biart" / "biart.safetensors").metadata["step"] == 3
