@@ -99,6 +99,10 @@ def test_to_pil_round_trip():
     assert np.array_equal(np.asarray(out), arr)
     clamped = images.to_pil(torch.full((2, 3, 4, 4), 7.0))
     assert len(clamped) == 2 and np.asarray(clamped[0]).min() == 255
+    # The same 8-bit values as a tensor, and back through load's scaling.
+    pixels = images.to_uint8(x)
+    assert pixels.dtype == torch.uint8 and torch.equal(pixels.permute(1, 2, 0), torch.from_numpy(arr))
+    assert torch.equal(images.load(out, size=8)[0], pixels.float() / 127.5 - 1)
 
 
 def test_corrupt_and_truncated_files(tmp_path, photo):

@@ -19,10 +19,18 @@ def require_int(value, what: str) -> int:
     return value
 
 
-def require_positive_int(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} must be a positive int, got {value!r}")
+def _require_int_at_least(value, what: str, minimum: int, expected: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{what} must be {expected}, got {value!r}")
     return value
+
+
+def require_positive_int(value, what: str) -> int:
+    return _require_int_at_least(value, what, 1, "a positive int")
+
+
+def require_nonnegative_int(value, what: str) -> int:
+    return _require_int_at_least(value, what, 0, "an int >= 0")
 
 
 def require_known_keys(d: dict, config_class, what: str) -> None:

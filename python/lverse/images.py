@@ -62,6 +62,12 @@ def load(images, size: int = 256) -> torch.Tensor:
     return _native.load_pixels(arrays, size)
 
 
+def to_uint8(tensor: torch.Tensor) -> torch.Tensor:
+    """Values in [-1, 1] -> uint8 pixels, clamped and rounded to the nearest 8-bit value
+    (what saving an image keeps; ``load`` maps them back as v / 127.5 - 1)."""
+    return ((tensor.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
 def to_pil(tensor: torch.Tensor):
     """(3, H, W) or (B, 3, H, W) in [-1, 1] -> PIL image or list of PIL images (clamped,
     rounded to the nearest 8-bit value)."""
@@ -73,8 +79,7 @@ def to_pil(tensor: torch.Tensor):
     batch = tensor.unsqueeze(0) if single else tensor
     if batch.dim() != 4 or batch.shape[1] != 3:
         raise ValueError(f"expected a (3, H, W) or (B, 3, H, W) tensor, got {tuple(tensor.shape)}")
-    pixels = ((batch.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    arrays = pixels.permute(0, 2, 3, 1).cpu().numpy()
+    arrays = to_uint8(batch).permute(0, 2, 3, 1).cpu().numpy()
     out = [Image.fromarray(a, mode="RGB") for a in arrays]
     return out[0] if single else out
 

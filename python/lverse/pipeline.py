@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from . import images as image_io
-from ._checks import require_positive_int
+from ._checks import require_nonnegative_int, require_positive_int
 from .augvae import AugVAE
 from .biart import BiART
 from .errors import CheckpointError
@@ -95,8 +95,7 @@ class LVerse:
         (log p(image | caption), the text-to-image direction); ``candidates=0`` or
         ``rerank_candidates=False`` returns the decoded caption as it is."""
         single = not isinstance(images, (list, tuple)) and not (isinstance(images, torch.Tensor) and images.dim() == 4)
-        if not isinstance(candidates, int) or isinstance(candidates, bool) or candidates < 0:
-            raise ValueError(f"candidates must be an int >= 0, got {candidates!r}")
+        require_nonnegative_int(candidates, "candidates")
         ids = self.vae.encode(self._images(images))
         parts = generate_caption_ids(self.biart, self.layout, ids, beams=beams, greedy=greedy,
                                      temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)

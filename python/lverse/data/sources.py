@@ -93,7 +93,19 @@ class ImageFolderSource(Source):
         return self.paths[index], None
 
 
-class CaptionFolderSource(Source):
+class PairsSource(Source):
+    """A fixed list of (image path, caption) pairs, set by the subclass as ``self.pairs``."""
+
+    pairs: list[tuple[Path, str]]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def item(self, index: int):
+        return self.pairs[index]
+
+
+class CaptionFolderSource(PairsSource):
     """Images with a same-name ``.txt`` caption beside them (``a.jpg`` + ``a.txt``); a
     file with several lines gives one caption per line, drawn in turn."""
 
@@ -109,14 +121,8 @@ class CaptionFolderSource(Source):
             raise ValueError(f"no image under {root} has a same-name .txt caption")
         self.size = size
 
-    def __len__(self) -> int:
-        return len(self.pairs)
 
-    def item(self, index: int):
-        return self.pairs[index]
-
-
-class CocoSource(Source):
+class CocoSource(PairsSource):
     """A COCO captions annotation file (``captions_train2017.json``) and its image
     folder: one entry per caption."""
 
@@ -133,12 +139,6 @@ class CocoSource(Source):
         if not self.pairs:
             raise ValueError(f"{annotations} holds no captions")
         self.size = size
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def item(self, index: int):
-        return self.pairs[index]
 
 
 class FakeSource(Source):

@@ -13,11 +13,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .. import images
 from ..augvae import AugVAE
 from ..biart import BiART
 from ..data import shapes
 from ..data.sources import from_spec
 from ..layout import TokenLayout
+from ..tasks import generate_caption_ids
 from ..tokenizer import Tokenizer
 from .common import (
     autocast,
@@ -92,8 +94,7 @@ def sequences(layout: TokenLayout, text: torch.Tensor, image: torch.Tensor, to_i
 def through_pixels(vae: AugVAE, ids: torch.Tensor) -> torch.Tensor:
     """Codes -> 8-bit image -> codes: what a caption of a generated picture reads. The trip
     is not the identity (nearby codes decode alike), so the captioner is trained on both."""
-    pixels = ((vae.decode(ids).clamp(-1, 1) + 1) * 127.5).round()
-    return vae.encode(pixels / 127.5 - 1)
+    return vae.encode(images.to_uint8(vae.decode(ids)).float() / 127.5 - 1)
 
 
 def run(args) -> int:
@@ -142,14 +143,14 @@ def train(args) -> tuple[BiART, list[float]]:
     for step in progress:
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, args.steps, args.lr, args.warmup)
-        images, captions = source.batch(torch.randint(0, len(source), (args.batch_size,), generator=g).tolist())
+        pictures, captions = source.batch(torch.randint(0, len(source), (args.batch_size,), generator=g).tolist())
         with torch.no_grad():
-            image_ids = vae.encode(images.to(device))
+            image_ids = vae.encode(pictures.to(device))
         text = layout.encode_captions(tokenizer, captions).to(device)
         to_image = torch.rand(args.batch_size, generator=g) < 0.5
-        trip = ~to_image & (torch.rand(args.batch_size, generator=g) < args.reencode)
+        trip = (~to_image & (torch.rand(args.batch_size, generator=g) < args.reencode)).to(device)
         if trip.any():
-            image_ids[trip.to(device)] = through_pixels(vae, image_ids[trip.to(device)])
+            image_ids[trip] = through_pixels(vae, image_ids[trip])
         idx, seg, targets = sequences(layout, text, image_ids, to_image.to(device))
         with autocast(device, args.amp):
             logits = model(idx[:, :-1], seg[:, :-1])
@@ -177,13 +178,9 @@ def train(args) -> tuple[BiART, list[float]]:
 
 @torch.no_grad()
 def _sample_captions(model: BiART, vae: AugVAE, layout: TokenLayout, tokenizer, device, step: int) -> str:
-    from ..tasks import generate_caption_ids
-
     was_training = model.training
     model.eval()
     scenes = [shapes.scene(shapes.HELD_OUT_SEED + i, size=vae.config.resolution) for i in range(4)]
-    from .. import images
-
     ids = vae.encode(images.load([im for im, _ in scenes], size=vae.config.resolution).to(device))
     predicted = layout.decode_captions(tokenizer, generate_caption_ids(model, layout, ids))
     model.train(was_training)
