@@ -3,7 +3,9 @@
 * lverse: the native KV-cached sampler (``BiART.generate``);
 * cached PyTorch: a plain PyTorch loop with a preallocated KV cache and SDPA;
 * minGPT uncached: minGPT's ``sample`` (a full forward over the prefix per token);
-* floor: one matrix-vector pass over every weight per token (what batch 1 must stream).
+* floor: one matrix-vector pass over every weight per token (what batch 1 must stream),
+  with whichever of libtorch's two CPU linear kernels (MKL through ``F.linear``, oneDNN
+  through ``mkldnn_linear``) is faster on this machine, so the floor is not a strawman.
 
     python benches/bench_biart.py            # issue layout + L-Verse layout
     python benches/bench_biart.py --quick    # fewer tokens, no uncached loop
@@ -33,9 +35,20 @@ def clock(fn, *args, **kwargs) -> float:
     return time.perf_counter() - start
 
 
+def mkl_linear(x, lin: torch.nn.Linear):
+    """``lin(x)``: libtorch's CPU linear, an MKL sgemm."""
+    return lin(x)
+
+
+def onednn_linear(x, lin: torch.nn.Linear):
+    """``lin(x)`` through oneDNN (reading the same dense weights), as lverse decodes."""
+    return torch._C._nn.mkldnn_linear(x.contiguous().to_mkldnn(), lin.weight, lin.bias).to_dense()
+
+
 @torch.inference_mode()
-def cached_torch_loop(ref: ReferenceBiART, idx, seg, steps, lo, hi, n_head):
-    """A straightforward KV-cached sampler in PyTorch (preallocated cache, SDPA)."""
+def cached_torch_loop(ref: ReferenceBiART, idx, seg, steps, lo, hi, n_head, linear=mkl_linear):
+    """A straightforward KV-cached sampler in PyTorch (preallocated cache, SDPA); every
+    Linear runs through ``linear``."""
     b, t = idx.shape
     d = ref.tok_emb.weight.shape[1]
     hs = d // n_head
@@ -52,13 +65,13 @@ def cached_torch_loop(ref: ReferenceBiART, idx, seg, steps, lo, hi, n_head):
             def split(y):
                 return y.view(b, n, n_head, hs).transpose(1, 2)
 
-            kc[:, :, start : start + n] = split(a.key(h))
-            vc[:, :, start : start + n] = split(a.value(h))
-            y = F.scaled_dot_product_attention(split(a.query(h)), kc[:, :, : start + n], vc[:, :, : start + n],
-                                               is_causal=n > 1)
-            x = x + a.proj(y.transpose(1, 2).reshape(b, n, d))
-            x = x + block.mlp(block.ln2(x))
-        return ref.head(ref.ln_f(x[:, -1]))
+            kc[:, :, start : start + n] = split(linear(h, a.key))
+            vc[:, :, start : start + n] = split(linear(h, a.value))
+            y = F.scaled_dot_product_attention(split(linear(h, a.query)), kc[:, :, : start + n],
+                                               vc[:, :, : start + n], is_causal=n > 1)
+            x = x + linear(y.transpose(1, 2).reshape(b, n, d), a.proj)
+            x = x + linear(F.gelu(linear(block.ln2(x), block.mlp[0])), block.mlp[2])
+        return linear(ref.ln_f(x[:, -1]), ref.head)
 
     logits = run(idx, seg, 0)
     out = []
@@ -83,9 +96,10 @@ def uncached_mingpt_loop(ref: ReferenceBiART, idx, seg, steps, lo, hi):
     return idx
 
 
-def weight_streaming_floor(ref: ReferenceBiART, batch: int):
+def weight_streaming_floor(ref: ReferenceBiART, batch: int, kernel: str):
     """A function running ``steps`` tokens' worth of one matrix-vector pass over every
-    Linear weight and the head, applied to (batch, d) inputs: what batch 1 must stream."""
+    Linear weight and the head, applied to (batch, d) inputs: what batch 1 must stream.
+    ``kernel`` is "mkl" (``F.linear``) or "onednn"."""
     d = ref.tok_emb.weight.shape[1]
     x = torch.randn(batch, d)
     h = torch.randn(batch, 4 * d)
@@ -94,12 +108,13 @@ def weight_streaming_floor(ref: ReferenceBiART, batch: int):
         a = block.attn
         layers += [(a.key, x), (a.query, x), (a.value, x), (a.proj, x), (block.mlp[0], x), (block.mlp[2], h)]
     layers.append((ref.head, x))
+    apply = onednn_linear if kernel == "onednn" else mkl_linear
 
     @torch.inference_mode()
     def run(steps: int) -> None:
         for _ in range(steps):
             for lin, inp in layers:
-                lin(inp)
+                apply(inp, lin)
 
     run(1)  # warm-up
     return run
@@ -130,14 +145,17 @@ def bench(name, n_layer, n_embd, n_head, text_len, image_len, image_vocab, text_
         idx = torch.randint(0, text_vocab, (b, text_len + 2))
         seg = torch.zeros_like(idx)
         model.generate(idx, seg, 4, seed=0, token_range=(lo, hi))  # warm-up
-        t_lv, t_cached, t_floor = median_of(
+        t_lv, t_cached, t_cached_onednn, t_mkl, t_onednn = median_of(
             repeats,
             (model.generate, (idx, seg, steps), dict(seed=0, token_range=(lo, hi))),
             (cached_torch_loop, (ref, idx, seg, steps, lo, hi, n_head), {}),
-            (weight_streaming_floor(ref, b), (steps,), {}),
+            (cached_torch_loop, (ref, idx, seg, steps, lo, hi, n_head), dict(linear=onednn_linear)),
+            (weight_streaming_floor(ref, b, "mkl"), (steps,), {}),
+            (weight_streaming_floor(ref, b, "onednn"), (steps,), {}),
         )
         t_unc = clock(uncached_mingpt_loop, ref, idx, seg, steps, lo, hi) if uncached and b == 1 else None
-        rows.append((name, b, steps, t_lv, t_cached, t_unc, t_floor))
+        floor = min((t_mkl, "mkl"), (t_onednn, "onednn"))
+        rows.append((name, b, steps, t_lv, t_cached, t_unc, floor, t_mkl, t_onednn, t_cached_onednn))
     return rows
 
 
@@ -155,13 +173,15 @@ def main():
     print(f"\nBiART sampling on CPU ({torch.get_num_threads()} threads); seconds for the whole continuation, "
           "median of 3 interleaved rounds (L-Verse layout: 1 round)")
     header = (f"{'model':<15}{'batch':>6}{'tokens':>7}{'lverse s':>10}{'cached s':>10}{'uncached s':>11}"
-              f"{'floor s':>9}{'lverse/floor':>13}{'vs cached':>10}{'vs uncached':>12}{'lverse tok/s':>13}")
+              f"{'floor s':>9}{'(kernel)':>9}{'lverse/floor':>13}{'vs cached':>10}{'vs uncached':>12}"
+              f"{'lverse tok/s':>13}{'mkl pass s':>11}{'onednn pass s':>14}{'cached+onednn s':>16}{'vs it':>7}")
     print(header)
-    for name, b, steps, lv, cached, unc, floor in rows:
+    for name, b, steps, lv, cached, unc, (floor, kernel), mkl, onednn, cached_onednn in rows:
         unc_s = f"{unc:>11.2f}" if unc else f"{'-':>11}"
         unc_r = f"{unc / lv:>11.1f}x" if unc else f"{'-':>12}"
-        print(f"{name:<15}{b:>6}{steps:>7}{lv:>10.2f}{cached:>10.2f}{unc_s}{floor:>9.2f}"
-              f"{100 * floor / lv:>12.0f}%{cached / lv:>9.2f}x{unc_r}{b * steps / lv:>13.1f}")
+        print(f"{name:<15}{b:>6}{steps:>7}{lv:>10.2f}{cached:>10.2f}{unc_s}{floor:>9.2f}{kernel:>9}"
+              f"{100 * floor / lv:>12.0f}%{cached / lv:>9.2f}x{unc_r}{b * steps / lv:>13.1f}{mkl:>11.2f}"
+              f"{onednn:>14.2f}{cached_onednn:>16.2f}{cached_onednn / lv:>6.2f}x")
 
 
 if __name__ == "__main__":

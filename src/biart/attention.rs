@@ -2,7 +2,7 @@
 //! projection `proj`, and the lower-triangular `mask` buffer kept for state_dict parity.
 
 use super::kv_cache::LayerCache;
-use super::layers::Linear;
+use super::layers::{Linear, LinearKernel};
 use crate::error::{Error, Result};
 use crate::params::{Init, Path, Var};
 use tch::Tensor;
@@ -75,12 +75,13 @@ impl CausalSelfAttention {
         attn_pdrop: f64,
         train: bool,
         cache: Option<(&mut LayerCache, i64)>,
+        kernel: LinearKernel,
     ) -> Result<Tensor> {
         let size = x.size();
         let (b, t, c) = (size[0], size[1], size[2]);
         let (q, k, v) = match &self.fused {
             Some(fused) => {
-                let qkv = fused.forward(x)?;
+                let qkv = fused.forward_with(x, kernel)?;
                 (
                     qkv.f_narrow(2, 0, c)?,
                     qkv.f_narrow(2, c, c)?,
@@ -88,9 +89,9 @@ impl CausalSelfAttention {
                 )
             }
             None => (
-                self.query.forward(x)?,
-                self.key.forward(x)?,
-                self.value.forward(x)?,
+                self.query.forward_with(x, kernel)?,
+                self.key.forward_with(x, kernel)?,
+                self.value.forward_with(x, kernel)?,
             ),
         };
         let (q, k, v) = (self.heads(&q)?, self.heads(&k)?, self.heads(&v)?);
@@ -129,8 +130,10 @@ impl CausalSelfAttention {
                 }
             }
         };
-        self.proj
-            .forward(&y.f_transpose(1, 2)?.f_contiguous()?.f_view([b, t, c])?)
+        self.proj.forward_with(
+            &y.f_transpose(1, 2)?.f_contiguous()?.f_view([b, t, c])?,
+            kernel,
+        )
     }
 }
 

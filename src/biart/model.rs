@@ -4,7 +4,7 @@
 use super::attention::CausalSelfAttention;
 use super::config::BiartConfig;
 use super::kv_cache::KvCache;
-use super::layers::{LayerNorm, Linear};
+use super::layers::{LayerNorm, Linear, LinearKernel};
 use crate::error::{Error, Result};
 use crate::params::{common_kind, Init, ParamSpec, ParamTree, Path, TensorMap};
 use tch::{Device, Kind, Tensor};
@@ -36,18 +36,19 @@ impl Block {
         c: &BiartConfig,
         train: bool,
         cache: Option<(&mut super::kv_cache::LayerCache, i64)>,
+        kernel: LinearKernel,
     ) -> Result<Tensor> {
-        let attended = self
-            .attn
-            .forward(&self.ln1.forward(x)?, c.attn_pdrop, train, cache)?;
+        let attended =
+            self.attn
+                .forward(&self.ln1.forward(x)?, c.attn_pdrop, train, cache, kernel)?;
         let x = x.f_add(&attended.f_dropout(c.resid_pdrop, train)?)?;
         let hidden = self
             .mlp_in
-            .forward(&self.ln2.forward(&x)?)?
+            .forward_with(&self.ln2.forward(&x)?, kernel)?
             .f_gelu("none")?;
         let out = self
             .mlp_out
-            .forward(&hidden)?
+            .forward_with(&hidden, kernel)?
             .f_dropout(c.resid_pdrop, train)?;
         Ok(x.f_add(&out)?)
     }
@@ -62,6 +63,8 @@ pub struct Biart {
     ln_f: LayerNorm,
     head: Linear,
     kind: Kind,
+    /// The linears' kernel in `forward_cached` (chosen by `prepare_decoding`).
+    decode_kernel: LinearKernel,
 }
 
 impl Biart {
@@ -83,6 +86,7 @@ impl Biart {
             ln_f: LayerNorm::new(&p.sub("ln_f"), c.n_embd),
             head: Linear::new(&p.sub("head"), c.n_embd, c.vocab_size, false),
             kind: Kind::Float,
+            decode_kernel: LinearKernel::Aten,
         }
     }
 
@@ -189,16 +193,18 @@ impl Biart {
         self.check_ids(idx, seg, 0)?;
         let mut x = self.embed(idx, seg, 0, train)?;
         for block in &self.blocks {
-            x = block.forward(&x, &self.config, train, None)?;
+            x = block.forward(&x, &self.config, train, None, LinearKernel::Aten)?;
         }
         self.head.forward(&self.ln_f.forward(&x)?)
     }
 
-    /// Readies the cached decoding path (stacked query/key/value weights per block).
+    /// Readies the cached decoding path: stacked query/key/value weights per block and
+    /// the fastest linear kernel for the model's device and precision.
     pub fn prepare_decoding(&mut self) -> Result<()> {
         for block in &mut self.blocks {
             block.attn.fuse_projections()?;
         }
+        self.decode_kernel = LinearKernel::for_inference(self.device(), self.kind);
         Ok(())
     }
 
@@ -228,10 +234,17 @@ impl Biart {
         let start = cache.len;
         let mut x = self.embed(idx, seg, start, false)?;
         for (block, layer) in self.blocks.iter().zip(cache.layers.iter_mut()) {
-            x = block.forward(&x, &self.config, false, Some((layer, start)))?;
+            x = block.forward(
+                &x,
+                &self.config,
+                false,
+                Some((layer, start)),
+                self.decode_kernel,
+            )?;
         }
         cache.len += t;
         let last = x.f_narrow(1, t - 1, 1)?.f_squeeze_dim(1)?;
-        self.head.forward(&self.ln_f.forward(&last)?)
+        self.head
+            .forward_with(&self.ln_f.forward(&last)?, self.decode_kernel)
     }
 }
