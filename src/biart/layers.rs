@@ -6,13 +6,19 @@ use tch::{Device, Kind, Tensor};
 
 /// The kernel behind an inference-only `Linear`. libtorch's `linear` calls MKL's sgemm,
 /// which on AMD CPUs takes a generic code path; oneDNN does not, and on the 2-core EPYC
-/// we measure (benches/bench_biart.py) it runs the decoding step's few-row linears about
-/// 1.4x faster. oneDNN here reads the same dense fp32 weights (no packed copy).
+/// we measure (benches/bench_biart.py) it runs a decoding step's linears, a few rows
+/// against weights streamed from memory, about 1.4x faster. It reads the same dense fp32
+/// weights (no packed copy). For many rows (a prefill) it is no faster, and its fixed cost
+/// per call (converting input and output, about 35 us) makes it 0.7x MKL from 512 rows at
+/// width 256, so `OneDnn` hands calls of more than `ONEDNN_MAX_ROWS` rows to libtorch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinearKernel {
     Aten,
     OneDnn,
 }
+
+/// Rows (batch x positions) up to which `LinearKernel::OneDnn` uses oneDNN.
+const ONEDNN_MAX_ROWS: i64 = 256;
 
 impl LinearKernel {
     /// oneDNN for fp32 on a CPU build that has it; libtorch's own linear otherwise
@@ -47,13 +53,15 @@ impl Linear {
     /// `forward` through `kernel`; the oneDNN path has no autograd, so it is for
     /// inference only.
     pub fn forward_with(&self, x: &Tensor, kernel: LinearKernel) -> Result<Tensor> {
+        let width = x.size().last().copied().unwrap_or(1).max(1);
+        let rows = x.numel() as i64 / width;
         match kernel {
-            LinearKernel::Aten => self.forward(x),
-            LinearKernel::OneDnn => Ok(x
+            LinearKernel::OneDnn if rows <= ONEDNN_MAX_ROWS => Ok(x
                 .f_contiguous()?
                 .f_to_mkldnn(None)?
                 .f_mkldnn_linear(&self.weight, self.bias.as_ref())?
                 .f_to_dense(None, false)?),
+            _ => self.forward(x),
         }
     }
 }
@@ -95,13 +103,15 @@ mod tests {
             weight: Tensor::randn([96, 64], (Kind::Float, Device::Cpu)) * 0.1,
             bias: Some(Tensor::randn([96], (Kind::Float, Device::Cpu))),
         };
-        // One decoding row, a few rows, a (B, T, C) prefill, and a non-contiguous input.
+        // One decoding row, a few rows, a (B, T, C) prefill, a non-contiguous input, and
+        // more rows than oneDNN takes.
         let wide = Tensor::randn([5, 128], (Kind::Float, Device::Cpu));
         let inputs = [
             Tensor::randn([1, 1, 64], (Kind::Float, Device::Cpu)),
             Tensor::randn([16, 64], (Kind::Float, Device::Cpu)),
             Tensor::randn([3, 7, 64], (Kind::Float, Device::Cpu)),
             wide.narrow(1, 32, 64),
+            Tensor::randn([2, ONEDNN_MAX_ROWS, 64], (Kind::Float, Device::Cpu)),
         ];
         let kernel = LinearKernel::for_inference(Device::Cpu, Kind::Float);
         for x in &inputs {
