@@ -70,6 +70,30 @@ def greedy_loop(model, idx, seg, steps, token_range=None):
     return torch.cat(out, 1)
 
 
+@torch.no_grad()
+def beam_search_loop(model, idx, seg, steps, width, token_range):
+    """Textbook beam search without a cache, one prefix row at a time: every live beam is
+    extended by every legal id, scored by summed log-probability renormalised over
+    [lo, hi), and the ``width`` best (ties: earlier beam, then lower id) survive.
+    Returns the best continuation (B, steps) and its score (B,) in float64."""
+    lo, hi = token_range
+    best_tokens, best_scores = [], []
+    for row in range(idx.shape[0]):
+        beams = [(0.0, [])]
+        for _ in range(steps):
+            prefixes = torch.stack([torch.cat([idx[row], torch.tensor(t, dtype=torch.long)]) for _, t in beams])
+            segs = torch.cat([seg[row].expand(len(beams), -1), torch.ones(len(beams), len(beams[0][1]),
+                                                                         dtype=torch.long)], 1)
+            logp = model(prefixes, segs)[:, -1, lo:hi].log_softmax(-1).double()
+            candidates = [(score + logp[b, i].item(), b, lo + i) for b, (score, _) in enumerate(beams)
+                          for i in range(hi - lo)]
+            candidates.sort(key=lambda c: (-c[0], c[1], c[2]))
+            beams = [(score, beams[b][1] + [token]) for score, b, token in candidates[:width]]
+        best_scores.append(beams[0][0])
+        best_tokens.append(beams[0][1])
+    return torch.tensor(best_tokens, dtype=torch.long), torch.tensor(best_scores, dtype=torch.float64)
+
+
 def controlled_logits_model(lverse_module_cls, logits: torch.Tensor):
     """A BiART whose every position outputs exactly ``logits`` (V,): ln_f emits a constant
     vector and the head copies it, so sampling can be checked against hand computations."""

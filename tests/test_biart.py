@@ -9,7 +9,7 @@ import torch
 from lverse import BiART
 
 from .conftest import cuda
-from .reference_mingpt import ReferenceBiART, controlled_logits_model, greedy_loop
+from .reference_mingpt import ReferenceBiART, beam_search_loop, controlled_logits_model, greedy_loop
 
 V, T, L, H, D = 50, 40, 2, 4, 32
 
@@ -111,6 +111,17 @@ def test_beam_width_one_is_greedy(pair):
     logp = model(full_idx, full_seg)[:, 5:-1, 5:45].log_softmax(-1)
     expected = logp.gather(-1, (tokens - 5).unsqueeze(-1)).sum((1, 2))
     assert torch.allclose(scores.float(), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("width", [2, 4])
+def test_beam_search_equals_uncached_reference(pair, width):
+    model, reference = pair
+    model.eval()
+    idx, seg = batch(t=6)
+    tokens, scores = model.beam_search(idx, seg, 8, beams=width, token_range=(5, 45))
+    want_tokens, want_scores = beam_search_loop(reference, idx, seg, 8, width, (5, 45))
+    assert torch.equal(tokens, want_tokens)
+    assert (scores.double() - want_scores).abs().max() < 1e-4
 
 
 def test_wider_beams_score_at_least_greedy(pair):

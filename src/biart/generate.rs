@@ -230,11 +230,7 @@ pub fn beam_search(
                     continue;
                 }
                 let row = &host[(b * width + w) * vocab..(b * width + w + 1) * vocab];
-                let mut order: Vec<usize> = (0..row.len())
-                    .filter(|&i| row[i] > f32::NEG_INFINITY)
-                    .collect();
-                order.sort_by(|&i, &j| row[j].total_cmp(&row[i]).then(i.cmp(&j)));
-                for &i in order.iter().take(width) {
+                for i in best_ids(row, width) {
                     candidates.push((beam.score + row[i] as f64, w, i as i64));
                 }
             }
@@ -290,4 +286,35 @@ pub fn beam_search(
             .f_to_device(device)?,
         Tensor::f_from_slice(&scores)?.f_to_device(device)?,
     ))
+}
+
+/// The `k` legal ids (log-probability above -inf) of highest log-probability, best first,
+/// ties by lower id: a partial selection, then a sort of only those `k`.
+fn best_ids(row: &[f32], k: usize) -> Vec<usize> {
+    let better = |i: &usize, j: &usize| row[*j].total_cmp(&row[*i]).then(i.cmp(j));
+    let mut legal: Vec<usize> = (0..row.len())
+        .filter(|&i| row[i] > f32::NEG_INFINITY)
+        .collect();
+    if k < legal.len() {
+        legal.select_nth_unstable_by(k, better);
+        legal.truncate(k);
+    }
+    legal.sort_by(better);
+    legal
+}
+
+#[cfg(test)]
+mod tests {
+    use super::best_ids;
+
+    #[test]
+    fn best_ids_equal_a_full_sort_and_skip_illegal_ids() {
+        let ninf = f32::NEG_INFINITY;
+        let row = [0.5, -1.0, ninf, 2.0, 0.5, -3.0, 2.0, ninf, 0.1];
+        // Full order: 3 and 6 (2.0, lower id first), 0 and 4 (0.5), 8, 1, 5.
+        let full = [3, 6, 0, 4, 8, 1, 5];
+        for k in 0..=9 {
+            assert_eq!(best_ids(&row, k), full[..k.min(full.len())], "k = {k}");
+        }
+    }
 }
