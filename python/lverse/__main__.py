@@ -24,8 +24,10 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except (OSError, ValueError, TypeError, RuntimeError) as err:
-        # A user's mistake gets one line, not a traceback.
-        message = str(err).strip() or type(err).__name__
+        # A user's mistake gets one line, not a traceback: only the first line of messages
+        # that carry more (libtorch's, for one, append C++ frames).
+        lines = str(err).strip().splitlines()
+        message = lines[0].strip() if lines else type(err).__name__
         print(f"lverse {args.command}: error: {message}", file=sys.stderr)
         return 1
 

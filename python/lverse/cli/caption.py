@@ -2,17 +2,18 @@
 
 from pathlib import Path
 
+from ._args import nonnegative_int, positive_int
 from ._model import add_model_option, load_model
 
 
 def register(sub):
     p = sub.add_parser("caption", help="caption images with the default (or a given) model")
     p.add_argument("images", nargs="+", type=Path)
-    p.add_argument("--beams", type=int, default=None, help="beam search width (default: greedy)")
-    p.add_argument("--candidates", type=int, default=16,
+    p.add_argument("--beams", type=positive_int, default=None, help="beam search width (default: greedy)")
+    p.add_argument("--candidates", type=nonnegative_int, default=16,
                    help="sampled captions that compete with the decoded one; the model keeps the caption "
                         "under which the image is most likely (0: the decoded caption as it is)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=positive_int, default=16, help="images captioned together")
     add_model_option(p)
     p.set_defaults(run=run)
 

@@ -11,15 +11,17 @@ the pair sits, so those pictures vary."""
 import json
 import time
 
+from ._args import nonnegative_int, positive_int
 from ._model import add_model_option, load_model
 
 
 def register(sub):
     p = sub.add_parser("eval", help="measure caption accuracy, round trip and reconstruction on held-out scenes")
-    p.add_argument("--scenes", type=int, default=500, help="held-out scenes to caption")
-    p.add_argument("--round-trip", type=int, default=200, help="held-out captions to generate and re-caption")
-    p.add_argument("--candidates", type=int, default=16, help="images sampled per prompt for self-reranking")
-    p.add_argument("--caption-candidates", type=int, default=16,
+    p.add_argument("--scenes", type=positive_int, default=500, help="held-out scenes to caption")
+    p.add_argument("--round-trip", type=nonnegative_int, default=200,
+                   help="held-out captions to generate and re-caption (0: skip the round trip)")
+    p.add_argument("--candidates", type=positive_int, default=16, help="images sampled per prompt for self-reranking")
+    p.add_argument("--caption-candidates", type=nonnegative_int, default=16,
                    help="captions sampled per image to compete with the greedy one")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")

@@ -3,19 +3,22 @@ PNG grid (and printed paths)."""
 
 from pathlib import Path
 
+from ._args import image_file, positive_float, positive_int
 from ._model import add_model_option, load_model
 
 
 def register(sub):
     p = sub.add_parser("generate", help="generate images from text with the default (or a given) model")
     p.add_argument("text")
-    p.add_argument("-n", type=int, default=4, help="images to keep")
-    p.add_argument("--candidates", type=int, default=8, help="images sampled per text before reranking")
+    p.add_argument("-n", type=positive_int, default=4, help="images to keep")
+    p.add_argument("--candidates", type=positive_int, default=8, help="images sampled per text before reranking")
     p.add_argument("--no-rerank", action="store_true", help="keep the first candidates instead of reranking")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("-o", "--output", type=Path, default=Path("generated.png"))
+    p.add_argument("--top-k", type=positive_int, default=None)
+    p.add_argument("--temperature", type=positive_float, default=1.0)
+    p.add_argument("-o", "--output", type=image_file, default=Path("generated.png"),
+                   help="image file for the grid; its extension (.png, .jpg, ...) sets the format "
+                        "(default: generated.png)")
     add_model_option(p)
     p.set_defaults(run=run)
 

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from .. import images
 from ..augvae import AugVAE
 from ..biart import BiART
+from ..cli._args import fraction, nonnegative_int, positive_float, positive_int
 from ..data import shapes
 from ..data.sources import from_spec
 from ..layout import TokenLayout
@@ -27,9 +28,13 @@ from .common import (
     grad_scaler,
     init_distributed,
     load_train_state,
+    note_if_already_done,
     save_train_state,
     seed_everything,
 )
+
+# What --text-len, --n-layer, --n-head and --n-embd give a new run when not passed.
+ARCHITECTURE_DEFAULTS = {"text_len": 16, "n_layer": 4, "n_head": 4, "n_embd": 256}
 
 
 def register(sub):
@@ -38,26 +43,60 @@ def register(sub):
     p.add_argument("--data", default="shapes", help="shapes, fake, captions:DIR or coco:JSON:IMAGE_DIR")
     p.add_argument("--vae", type=Path, default=None, help="AugVAE checkpoint (default: the shipped one)")
     p.add_argument("--tokenizer", type=Path, default=None,
-                   help="tokenizer.json (default: train a BPE on captions drawn from the data)")
-    p.add_argument("--vocab-size", type=int, default=600, help="BPE size when training a tokenizer")
-    p.add_argument("--text-len", type=int, default=16, help="caption tokens including EOC")
-    p.add_argument("--n-layer", type=int, default=4)
-    p.add_argument("--n-head", type=int, default=4)
-    p.add_argument("--n-embd", type=int, default=256)
-    p.add_argument("--reencode", type=float, default=0.5,
-                   help="fraction of image-to-text rows whose codes are first decoded to 8-bit pixels "
+                   help="tokenizer.json (default: train a BPE on captions drawn from the data; "
+                        "a resumed run keeps its tokenizer)")
+    p.add_argument("--vocab-size", type=positive_int, default=600,
+                   help="BPE size when training a tokenizer (a resumed run keeps its tokenizer)")
+    # The architecture flags default to None so that resuming can tell an explicit value,
+    # which must match the checkpoint, from an unset one (ARCHITECTURE_DEFAULTS then applies).
+    p.add_argument("--text-len", type=positive_int, default=None,
+                   help=f"caption tokens including EOC (default: {ARCHITECTURE_DEFAULTS['text_len']})")
+    p.add_argument("--n-layer", type=positive_int, default=None,
+                   help=f"transformer blocks (default: {ARCHITECTURE_DEFAULTS['n_layer']})")
+    p.add_argument("--n-head", type=positive_int, default=None,
+                   help=f"attention heads (default: {ARCHITECTURE_DEFAULTS['n_head']})")
+    p.add_argument("--n-embd", type=positive_int, default=None,
+                   help=f"embedding width (default: {ARCHITECTURE_DEFAULTS['n_embd']})")
+    p.add_argument("--reencode", type=fraction, default=0.5,
+                   help="fraction (0 to 1) of image-to-text rows whose codes are first decoded to 8-bit pixels "
                         "and encoded again, as when captioning a generated image")
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch-size", type=int, default=48)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--steps", type=positive_int, default=3000, help="total steps, counting any already run")
+    p.add_argument("--batch-size", type=positive_int, default=48)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--warmup", type=nonnegative_int, default=100)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--checkpoint-every", type=int, default=250)
-    p.add_argument("--sample-every", type=int, default=250)
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--checkpoint-every", type=positive_int, default=250,
+                   help="steps between checkpoints (one is always written at the end)")
+    p.add_argument("--sample-every", type=positive_int, default=250,
+                   help="steps between sample captions of held-out scenes (also at the end)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT's last checkpoint, keeping its architecture and tokenizer")
     p.add_argument("--device", default="cpu")
     p.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="autocast on CUDA")
     p.set_defaults(run=run)
+
+
+def architecture(args, name: str) -> int:
+    """The value of an architecture flag for a new run: the one passed, else the default."""
+    value = getattr(args, name)
+    return ARCHITECTURE_DEFAULTS[name] if value is None else value
+
+
+def refuse_changed_architecture(args, model: BiART, vae: AugVAE, model_path: Path) -> None:
+    """Resuming keeps the saved model; architecture flags that disagree with it, or an
+    AugVAE whose codes it was not trained on, would otherwise be ignored without a word."""
+    saved = {"text_len": model.layout.text_len, "n_layer": model.config.n_layer,
+             "n_head": model.config.n_head, "n_embd": model.config.n_embd}
+    changed = [f"--{name.replace('_', '-')} {getattr(args, name)} (saved: {value})"
+               for name, value in saved.items() if getattr(args, name) not in (None, value)]
+    if changed:
+        raise ValueError(f"cannot resume {model_path} with a different architecture: {', '.join(changed)}; "
+                         "drop these flags to resume, or train into a new --out")
+    layout = model.layout
+    if (layout.image_vocab, layout.image_len) != (vae.config.num_tokens, vae.tokens_per_image):
+        raise ValueError(f"cannot resume {model_path} with --vae {args.vae}: the model reads {layout.image_len} "
+                         f"codes from a {layout.image_vocab}-code codebook, the AugVAE gives "
+                         f"{vae.tokens_per_image} from {vae.config.num_tokens}")
 
 
 def build_tokenizer(args, source) -> tuple[Tokenizer, list[str]]:
@@ -117,13 +156,15 @@ def train(args) -> tuple[BiART, list[float]]:
     model_path, state_path = args.out / "biart.safetensors", args.out / "train_state.pt"
     if args.resume and model_path.exists():
         model = BiART.from_checkpoint(model_path, map_location=device).train()
+        refuse_changed_architecture(args, model, vae, model_path)
         layout, tokenizer, words = model.layout, model.tokenizer, model.metadata.get("words", [])
     else:
         tokenizer, words = build_tokenizer(args, source)
         layout = TokenLayout(text_vocab=tokenizer.vocab_size, image_vocab=vae.config.num_tokens,
-                             text_len=args.text_len, image_len=vae.tokens_per_image)
-        model = BiART.for_layout(layout, tokenizer, n_layer=args.n_layer, n_head=args.n_head,
-                                 n_embd=args.n_embd).to(device).train()
+                             text_len=architecture(args, "text_len"), image_len=vae.tokens_per_image)
+        model = BiART.for_layout(layout, tokenizer, n_layer=architecture(args, "n_layer"),
+                                 n_head=architecture(args, "n_head"), n_embd=architecture(args, "n_embd"))
+        model = model.to(device).train()
     trained = model
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model)
@@ -134,6 +175,7 @@ def train(args) -> tuple[BiART, list[float]]:
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
     start = load_train_state(state_path, optimizer)["step"] if args.resume and state_path.exists() else 0
+    note_if_already_done(start, args.steps, args.out, rank)
     if rank == 0:
         args.out.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(args.seed * 1000 + rank + start)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import math
 import os
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..errors import CheckpointError
 
 
 def seed_everything(seed: int) -> None:
@@ -49,7 +52,16 @@ def cosine_lr(step: int, total: int, base: float, warmup: int) -> float:
     return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def note_if_already_done(start: int, steps: int, out: Path, rank: int) -> None:
+    """--steps counts the steps already run, so a resumed run can have none left; say so
+    rather than exit without a word."""
+    if start >= steps and rank == 0:
+        print(f"{out} is already at step {start} (--steps {steps} in all): nothing to train", file=sys.stderr)
+
+
 def save_train_state(path: Path, step: int, optimizer, extra: dict | None = None) -> None:
+    """Writes what resuming needs besides the weights. Everything here (ints, floats, tuples,
+    dicts, tensors) loads with ``torch.load(weights_only=True)``; ``extra`` must keep to that."""
     state = {
         "step": step,
         "optimizer": optimizer.state_dict(),
@@ -62,9 +74,35 @@ def save_train_state(path: Path, step: int, optimizer, extra: dict | None = None
     tmp.replace(path)
 
 
+TRAIN_STATE_KEYS = ("step", "optimizer", "torch_rng", "python_rng")
+
+
 def load_train_state(path: Path, optimizer) -> dict:
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["torch_rng"])
-    random.setstate(state["python_rng"])
+    """Restores the optimizer and the RNGs saved by ``save_train_state``; returns the state.
+    A damaged file, or one that does not fit ``optimizer``, raises CheckpointError naming it."""
+    state = _read_train_state(path)
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        random.setstate(state["python_rng"])
+    except (TypeError, ValueError, RuntimeError) as err:
+        message = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"cannot resume from {path}: it does not fit this run ({message})") from err
+    return state
+
+
+def _read_train_state(path: Path) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise  # already a clear one-line error naming the file
+    except Exception as err:
+        # torch.load reports damage as whatever its reader trips on (UnpicklingError,
+        # EOFError, KeyError, OSError, RuntimeError), with messages about its internals.
+        raise CheckpointError(f"cannot resume from {path}: not a readable training state ({type(err).__name__}); "
+                              "the file is damaged or was not written by lverse") from err
+    missing = [key for key in TRAIN_STATE_KEYS if not isinstance(state, dict) or key not in state]
+    if missing or not isinstance(state["step"], int):
+        what = f"lacks {', '.join(missing)}" if missing else "has no integer step"
+        raise CheckpointError(f"cannot resume from {path}: not an lverse training state (it {what})")
     return state

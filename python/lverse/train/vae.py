@@ -7,7 +7,7 @@ itself in train mode.
 
 from __future__ import annotations
 
-import json
+import argparse
 import time
 from pathlib import Path
 
@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from ..augvae import AugVAE, AugVAEConfig
+from ..cli._args import json_object, nonnegative_int, positive_float, positive_int
 from ..data import shapes
 from ..images import grid, psnr, to_pil
 from .common import (
@@ -23,6 +24,7 @@ from .common import (
     grad_scaler,
     init_distributed,
     load_train_state,
+    note_if_already_done,
     save_train_state,
     seed_everything,
 )
@@ -90,33 +92,48 @@ def restart_dead_codes(model: AugVAE, min_usage: float, generator: torch.Generat
 def register(sub):
     p = sub.add_parser("train-vae", help="train an AugVAE (default: the shapes tokenizer)")
     p.add_argument("--out", type=Path, required=True, help="output directory")
-    p.add_argument("--config", type=str, default=None,
+    p.add_argument("--config", type=config_arg, default=None,
                    help="AugVAE config as a JSON object or a path to a .json file "
-                        "(default: the shapes tokenizer)")
-    p.add_argument("--steps", type=int, default=4000)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--warmup", type=int, default=100)
+                        "(default: the shapes tokenizer; with --resume it must match the saved model's)")
+    p.add_argument("--steps", type=positive_int, default=4000, help="total steps, counting any already run")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--lr", type=positive_float, default=2e-3)
+    p.add_argument("--warmup", type=nonnegative_int, default=100)
     p.add_argument("--fg-weight", type=float, default=4.0,
                    help="loss weight of foreground pixels relative to background (shapes data)")
-    p.add_argument("--restart-every", type=int, default=25,
+    p.add_argument("--restart-every", type=nonnegative_int, default=25,
                    help="steps between restarts of unused codes (0: never); none in the last 20%% of training")
     p.add_argument("--min-usage", type=float, default=1.0,
                    help="EMA count per batch below which a code counts as unused")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--checkpoint-every", type=int, default=500)
-    p.add_argument("--sample-every", type=int, default=500)
+    p.add_argument("--checkpoint-every", type=positive_int, default=500,
+                   help="steps between checkpoints (one is always written at the end)")
+    p.add_argument("--sample-every", type=positive_int, default=500,
+                   help="steps between held-out PSNR and sample grids (also at the end)")
     p.add_argument("--resume", action="store_true", help="continue from OUT's last checkpoint")
     p.add_argument("--device", default="cpu")
     p.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="autocast on CUDA")
     p.set_defaults(run=run)
 
 
-def _config(text: str | None) -> AugVAEConfig:
-    if text is None:
-        return AugVAEConfig(**SHAPES_CONFIG)
-    source = Path(text).read_text() if Path(text).is_file() else text
-    return AugVAEConfig.from_dict(json.loads(source))
+def config_arg(text: str) -> AugVAEConfig:
+    """--config: an AugVAE config, checked at parse time so that a typo costs no set-up."""
+    fields = json_object(text)
+    try:
+        return AugVAEConfig.from_dict(fields)
+    except (TypeError, ValueError) as err:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an AugVAE config: {err}") from None
+
+
+def refuse_changed_config(config: AugVAEConfig | None, saved: AugVAEConfig, model_path: Path) -> None:
+    """Resuming keeps the saved architecture; an explicit --config that disagrees would
+    otherwise be ignored without a word."""
+    if config is None or config == saved:
+        return
+    ours, theirs = config.to_dict(), saved.to_dict()
+    changed = [f"{key}={ours[key]!r} (saved: {theirs[key]!r})" for key in ours if ours[key] != theirs[key]]
+    raise ValueError(f"--config differs from the model in {model_path}: {', '.join(changed)}; "
+                     "drop --config to resume, or train into a new --out")
 
 
 def run(args) -> int:
@@ -133,8 +150,9 @@ def train(args) -> tuple[AugVAE, list[float]]:
     model_path, state_path = args.out / "augvae.safetensors", args.out / "train_state.pt"
     if args.resume and model_path.exists():
         model = AugVAE.from_checkpoint(model_path).train()
+        refuse_changed_config(args.config, model.config, model_path)
     else:
-        model = AugVAE(_config(args.config)).train()
+        model = AugVAE(args.config or AugVAEConfig(**SHAPES_CONFIG)).train()
     device = torch.device(args.device)
     model = trained = model.to(device)
     if world > 1:
@@ -145,6 +163,7 @@ def train(args) -> tuple[AugVAE, list[float]]:
     start = 0
     if args.resume and state_path.exists():
         start = load_train_state(state_path, optimizer)["step"]
+    note_if_already_done(start, args.steps, args.out, rank)
     rng = torch.Generator().manual_seed(args.seed + start + 1000 * rank)  # each rank its own scenes
     # Code restarts must draw alike on every rank (the codebook statistics already agree);
     # a single process keeps drawing them from its data generator, as the shipped weights were made.
