@@ -24,13 +24,21 @@ pub fn read_rgb(path: &Path) -> Result<RgbImage> {
 
 /// Output size of torchvision's `Resize(size)`: the shorter side becomes `size`, the longer
 /// one `int(size * long / short)`.
-fn resized_dims(width: u32, height: u32, size: u32) -> (u32, u32) {
+fn resized_dims(width: u32, height: u32, size: u32) -> (u64, u64) {
+    let (w, h, s) = (width as u64, height as u64, size as u64);
     if width <= height {
-        (size, ((size as u64 * height as u64) / width as u64) as u32)
+        (s, s * h / w)
     } else {
-        (((size as u64 * width as u64) / height as u64) as u32, size)
+        (s * w / h, s)
     }
 }
+
+/// The largest output side: a (3, 16384, 16384) float image is already 3 GiB.
+pub const MAX_SIZE: u32 = 16384;
+
+/// The largest intermediate a resize may produce, in pixels (3 GiB of RGB), so that an
+/// extreme aspect ratio is an error and not an aborted allocation.
+const MAX_RESIZED_PIXELS: u64 = 1 << 30;
 
 /// Resize shorter side then center crop to `size` x `size`, returned as CHW floats in
 /// [-1, 1].
@@ -41,10 +49,20 @@ pub fn preprocess(image: &RgbImage, size: u32) -> Result<Vec<f32>> {
             "image has an empty side: {width}x{height}"
         )));
     }
-    if size == 0 {
-        return Err(Error::Value("size must be >= 1".into()));
+    if !(1..=MAX_SIZE).contains(&size) {
+        return Err(Error::Value(format!(
+            "size must be in [1, {MAX_SIZE}], got {size}"
+        )));
     }
     let (new_w, new_h) = resized_dims(width, height, size);
+    if new_w * new_h > MAX_RESIZED_PIXELS {
+        return Err(Error::Value(format!(
+            "resizing a {width}x{height} image to a shorter side of {size} would make it \
+             {new_w}x{new_h}, more than {MAX_RESIZED_PIXELS} pixels"
+        )));
+    }
+    // Both sides fit u32 now: the shorter is `size`, the product is at most 2^30.
+    let (new_w, new_h) = (new_w as u32, new_h as u32);
     let resized;
     let source = if (new_w, new_h) == (width, height) {
         image

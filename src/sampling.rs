@@ -58,6 +58,11 @@ impl Sampling {
         Ok(())
     }
 
+    /// How many ids of a vocabulary of `vocab` are legal.
+    pub fn legal_count(&self, vocab: usize) -> usize {
+        self.legal_ids(vocab).iter().filter(|&&legal| legal).count()
+    }
+
     /// Which ids of a vocabulary of `vocab` are legal.
     fn legal_ids(&self, vocab: usize) -> Vec<bool> {
         if self.token_ranges.is_empty() {
@@ -114,17 +119,33 @@ impl Sampling {
     pub fn pick(&self, logits: &Tensor, mask: &Tensor, rng: &mut ChaCha8Rng) -> Result<Vec<i64>> {
         if self.greedy {
             let masked = logits.f_to_kind(Kind::Float)?.f_add(mask)?;
+            if masked.f_isnan()?.f_any()?.int64_value(&[]) != 0 {
+                return Err(not_finite());
+            }
             let best = masked.f_argmax(-1, false)?.f_to_device(Device::Cpu)?;
             return Ok(Vec::<i64>::try_from(&best)?);
         }
         let probs = self.probabilities(logits, mask)?.f_to_device(Device::Cpu)?;
         let vocab = probs.size()[1] as usize;
         let host = Vec::<f32>::try_from(&probs.f_flatten(0, -1)?)?;
-        Ok(host
-            .chunks(vocab.max(1))
-            .map(|row| draw(row, rng.random()) as i64)
-            .collect())
+        host.chunks(vocab.max(1))
+            .map(|row| {
+                // NaN or +inf logits turn the whole row into NaN; without this check the
+                // draw would quietly return id 0.
+                if row.iter().any(|p| p.is_nan()) {
+                    return Err(not_finite());
+                }
+                Ok(draw(row, rng.random()) as i64)
+            })
+            .collect()
     }
+}
+
+pub fn not_finite() -> Error {
+    Error::Value(
+        "the model's logits are NaN or +inf (are its weights finite?); no token can be chosen"
+            .into(),
+    )
 }
 
 /// Inverse-CDF draw: the first id whose cumulative probability exceeds u (times the row's

@@ -200,8 +200,11 @@ def test_progress_callback():
     def stop(done, total):
         raise KeyError("cancelled")
 
-    with pytest.raises(RuntimeError, match="cancelled"):
+    # The callback's own exception comes back, so a caller can cancel with any type.
+    with pytest.raises(KeyError, match="cancelled"):
         model.generate(idx, seg, 5, progress=stop)
+    with pytest.raises(TypeError, match="progress must be callable"):
+        model.generate(idx, seg, 5, progress=5)
 
 
 @pytest.mark.parametrize(

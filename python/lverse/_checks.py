@@ -33,6 +33,34 @@ def require_nonnegative_int(value, what: str) -> int:
     return _require_int_at_least(value, what, 0, "an int >= 0")
 
 
+def require_field_types(config) -> None:
+    """Every field of the dataclass ``config`` holds the type it is annotated with (``int``,
+    ``float``, ``bool``, ``tuple[int, ...]``, optionally ``| None``): a bool or a float is
+    not accepted as an int, where the native core would silently take True as 1."""
+    import dataclasses
+
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        kind = str(field.type)
+        if kind.endswith(" | None"):
+            if value is None:
+                continue
+            kind = kind.removesuffix(" | None")
+        if kind == "int":
+            require_int(value, field.name)
+        elif kind == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{field.name} must be a float, got {type(value).__name__}")
+        elif kind == "bool":
+            if not isinstance(value, bool):
+                raise TypeError(f"{field.name} must be a bool, got {type(value).__name__}")
+        elif kind == "tuple[int, ...]":
+            if not isinstance(value, tuple):
+                raise TypeError(f"{field.name} must be a tuple of ints, got {type(value).__name__}")
+            for entry in value:
+                require_int(entry, f"{field.name} entry")
+
+
 def require_known_keys(d: dict, config_class, what: str) -> None:
     """A config dict names only fields of the dataclass ``config_class``."""
     import dataclasses

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 __version__: str
+MAX_IMAGE_SIZE: int  # largest side images.load produces
 
 SpecTuple = tuple[str, list[int], str, str, bool, bool, str | None]
 Params = dict[str, torch.Tensor]

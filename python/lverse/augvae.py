@@ -10,9 +10,14 @@ import torch
 from torch import nn
 
 from . import _native
-from ._checks import require_known_keys, require_tensor
+from ._checks import (
+    require_field_types,
+    require_nonnegative_int,
+    require_positive_int,
+    require_tensor,
+)
 from ._params import build_tree, named_tensors
-from .checkpoint import load_augvae_checkpoint, save_safetensors
+from .checkpoint import blamed_on_file, load_augvae_checkpoint, require_config_dict, save_safetensors
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,14 @@ class AugVAEConfig:
     out_channels: int = 3
     norm_groups: int = 32
 
+    def __post_init__(self):
+        for key in ("ch_mult", "inner_ch_mult"):
+            if isinstance(getattr(self, key), list):  # a list reads naturally; store it hashable
+                object.__setattr__(self, key, tuple(getattr(self, key)))
+        require_field_types(self)
+        if self.single_level is not None:
+            require_nonnegative_int(self.single_level, "single_level")
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["ch_mult"] = list(self.ch_mult)
@@ -45,12 +58,19 @@ class AugVAEConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> AugVAEConfig:
-        require_known_keys(d, cls, "AugVAE")
+        require_config_dict(d, cls, "AugVAE")
         d = dict(d)
         for key in ("ch_mult", "inner_ch_mult"):
             if key in d:
-                d[key] = tuple(int(m) for m in d[key])
+                d[key] = _int_tuple(d[key], key)
         return cls(**d)
+
+
+def _int_tuple(value, key: str) -> tuple[int, ...]:
+    # JSON has no tuples: the multipliers come back as a list.
+    if not isinstance(value, (list, tuple)) or not all(type(m) is int for m in value):
+        raise TypeError(f"{key} must be a list of ints, got {value!r}")
+    return tuple(value)
 
 
 class AugVAE(nn.Module):
@@ -114,6 +134,10 @@ class AugVAE(nn.Module):
         ``grid`` is the (h, w) of the finest level for non-square images; square by default.
         """
         ids = require_tensor(ids, "ids")
+        if grid is not None:
+            if not isinstance(grid, (tuple, list)) or len(grid) != 2:
+                raise ValueError(f"grid must be a pair (h, w), got {grid!r}")
+            grid = (require_positive_int(grid[0], "grid height"), require_positive_int(grid[1], "grid width"))
         return self._core.decode(self._tensors(), ids, grid)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,7 +178,8 @@ class AugVAE(nn.Module):
         """Loads an official PyTorch Lightning ``.ckpt`` (ML or SL) or an lverse safetensors
         file; returns the model in eval mode."""
         config_dict, state = load_augvae_checkpoint(path)
-        model = cls(AugVAEConfig.from_dict(config_dict))
+        with blamed_on_file(path, "invalid AugVAE config"):
+            model = cls(AugVAEConfig.from_dict(config_dict))
         model.load_checked(state, source=str(path))
         return model.to(map_location).eval()
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from . import _native
-from ._checks import require_int, require_known_keys, require_tensor
+from ._checks import require_field_types, require_int, require_tensor
 from ._params import build_tree, named_tensors
 from .layout import TokenLayout
 
@@ -31,12 +31,17 @@ class BiARTConfig:
     resid_pdrop: float = 0.1
     attn_pdrop: float = 0.1
 
+    def __post_init__(self):
+        require_field_types(self)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> BiARTConfig:
-        require_known_keys(d, cls, "BiART")
+        from .checkpoint import require_config_dict
+
+        require_config_dict(d, cls, "BiART")
         return cls(**d)
 
 
@@ -121,6 +126,11 @@ class BiART(nn.Module):
         require_tensor(idx, "idx")
         require_tensor(seg, "seg")
         require_int(steps, "steps")
+        if progress is not None and not callable(progress):
+            raise TypeError(f"progress must be callable as progress(done, total), got {type(progress).__name__}")
+        for name, token in (("stop_token", stop_token), ("pad_token", pad_token)):
+            if token is not None:
+                require_int(token, name)
         if top_k is not None:
             require_int(top_k, "top_k")
             if top_k < 1:
@@ -177,19 +187,14 @@ class BiART(nn.Module):
     def from_checkpoint(cls, path: str | os.PathLike, map_location="cpu") -> BiART:
         """Loads an lverse BiART file with its layout and tokenizer; eval mode. The file's
         other metadata is in ``model.metadata``."""
-        from .checkpoint import CheckpointError, load_biart_checkpoint
-        from .tokenizer import Tokenizer
+        from .checkpoint import CONFIG_KEY, blamed_on_file, load_biart_checkpoint
 
         config, state, extra = load_biart_checkpoint(path)
-        model = cls(config=BiARTConfig.from_dict(config))
+        with blamed_on_file(path, f"the {CONFIG_KEY} metadata is not a valid BiART config"):
+            model = cls(config=BiARTConfig.from_dict(config))
         model.load_checked(state, source=str(path))
         extra = dict(extra)
-        try:
-            layout = TokenLayout(**extra.pop("layout")) if "layout" in extra else None
-            tokenizer = Tokenizer.from_json(extra.pop("tokenizer")) if "tokenizer" in extra else None
-            model.attach(layout, tokenizer)
-        except (TypeError, ValueError) as err:
-            raise CheckpointError(f"{path}: inconsistent layout or tokenizer: {err}") from err
+        _attach_from_metadata(model, extra, path)
         model.metadata = extra
         return model.to(map_location).eval()
 
@@ -198,6 +203,24 @@ class BiART(nn.Module):
 
         check_state_dict(state, self._core.param_specs(), f"{source} does not fit BiART({self.extra_repr()})")
         self.load_state_dict(state, strict=True)
+
+
+def _attach_from_metadata(model: BiART, extra: dict, path) -> None:
+    """Attaches the token layout and tokenizer stored in a file's extra metadata, taking
+    them out of ``extra``; a bad one is the file's fault, so the error names the file."""
+    from .checkpoint import EXTRA_KEY, blamed_on_file, require_config_dict
+    from .tokenizer import Tokenizer
+
+    layout = tokenizer = None
+    if "layout" in extra:
+        with blamed_on_file(path, f"the layout in {EXTRA_KEY} is not a token layout"):
+            require_config_dict(extra["layout"], TokenLayout, "token layout")
+            layout = TokenLayout(**extra.pop("layout"))
+    if "tokenizer" in extra:
+        with blamed_on_file(path, f"the tokenizer in {EXTRA_KEY} is not readable"):
+            tokenizer = Tokenizer.from_json(extra.pop("tokenizer"))
+    with blamed_on_file(path, "the stored layout or tokenizer does not fit the model"):
+        model.attach(layout, tokenizer)
 
 
 def _ranges(token_range) -> list[tuple[int, int]]:

@@ -4,15 +4,19 @@ lverse's own safetensors files (config in the metadata)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pickle
 import re
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
+from ._checks import require_known_keys
 from .errors import CheckpointError
 
 FORMAT_KEY = "lverse.format"
@@ -88,12 +92,55 @@ def _read_safetensors(path: Path, kind: str) -> tuple[dict, dict, dict]:
             f"{path} holds {found or 'a safetensors file without lverse metadata'}, expected "
             f"an lverse {kind} checkpoint"
         )
-    try:
-        config = json.loads(metadata[CONFIG_KEY])
-    except (KeyError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{path} has no readable {CONFIG_KEY} metadata") from err
-    extra = json.loads(metadata[EXTRA_KEY]) if EXTRA_KEY in metadata else {}
+    if CONFIG_KEY not in metadata:
+        raise CheckpointError(f"{path} has no {CONFIG_KEY} metadata to describe the {kind} architecture")
+    config = _json_object_metadata(path, metadata, CONFIG_KEY)
+    extra = _json_object_metadata(path, metadata, EXTRA_KEY) if EXTRA_KEY in metadata else {}
     return config, state, extra
+
+
+def _json_object_metadata(path: Path, metadata: dict, key: str) -> dict:
+    """The JSON object stored as the metadata entry ``key`` (safetensors metadata is text)."""
+    try:
+        value = json.loads(metadata[key])
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: the {key} metadata is not valid JSON ({err})") from err
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: the {key} metadata must be a JSON object, found {_short(metadata[key])}")
+    return value
+
+
+def _short(value, limit: int = 60) -> str:
+    # Enough of a bad value to recognise it, without dumping a whole tensor or tokenizer.
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def require_config_dict(d, config_class, what: str) -> None:
+    """``d`` is a dict naming every required field of the dataclass ``config_class`` and no
+    other key; raises TypeError/ValueError naming the offending keys."""
+    if not isinstance(d, dict):
+        raise TypeError(f"a {what} config must be a dict, got {type(d).__name__}")
+    require_known_keys(d, config_class, what)
+    missing = [f.name for f in dataclasses.fields(config_class) if f.name not in d and _is_required(f)]
+    if missing:
+        raise ValueError(f"the {what} config lacks {', '.join(missing)}")
+
+
+def _is_required(field: dataclasses.Field) -> bool:
+    return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+
+
+@contextmanager
+def blamed_on_file(path, problem: str) -> Iterator[None]:
+    """Turns the TypeError/ValueError raised while building something from a file's contents
+    (a config, a token layout) into a CheckpointError naming the file: the file is at fault."""
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: {problem}: {err}") from err
 
 
 def save_safetensors(path, kind: str, config: dict, tensors: dict, specs,
@@ -116,13 +163,46 @@ def save_safetensors(path, kind: str, config: dict, tensors: dict, specs,
 
 
 def _count_indexed(state: dict, prefix: str) -> int:
-    indices = {int(k[len(prefix):].split(".")[0]) for k in state if k.startswith(prefix)}
-    return max(indices) + 1 if indices else 0
+    # A key like "quantizers.x.foo" counts as no level; check_state_dict reports it as unexpected.
+    indices = {k[len(prefix):].split(".")[0] for k in state if k.startswith(prefix)}
+    numbers = [int(i) for i in indices if i.isdigit()]
+    return max(numbers) + 1 if numbers else 0
+
+
+def _sequence(value) -> list:
+    # A string is iterable too, but never a list of multipliers or resolutions.
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"expected a list, got {type(value).__name__}")
+    return list(value)
+
+
+_REQUIRED = object()
+# How each kind of argparse value is read, and how a bad one is described.
+_ARG_KINDS = {
+    "int": (int, "an int"),
+    "float": (float, "a number"),
+    "ints": (lambda v: [int(m) for m in _sequence(v)], "a list of ints"),
+    "list": (_sequence, "a list"),
+}
+
+
+def _arg(path: Path, args: dict, key: str, kind: str, default=_REQUIRED):
+    """``args[key]`` (or ``default``) read as ``kind``; a value of another type is the file's fault."""
+    value = args[key] if default is _REQUIRED else args.get(key, default)
+    convert, described = _ARG_KINDS[kind]
+    try:
+        return convert(value)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"{path}: hyper_parameters['args'].{key} = {_short(repr(value))} is not {described}"
+        ) from err
+
+
+_INT_ARGS = ("hidden_dim", "num_res_blocks", "z_channels", "codebook_dim", "num_tokens", "resolution")
 
 
 def _augvae_config_from_lightning(path: Path, args: dict, state: dict) -> dict:
-    required = ["hidden_dim", "ch_mult", "num_res_blocks", "z_channels", "codebook_dim",
-                "num_tokens", "resolution"]
+    required = [*_INT_ARGS, "ch_mult"]
     missing = [k for k in required if k not in args]
     if missing:
         raise CheckpointError(
@@ -130,26 +210,21 @@ def _augvae_config_from_lightning(path: Path, args: dict, state: dict) -> dict:
         )
     if args.get("double_z"):
         raise CheckpointError(f"{path}: double_z=True is not an AugVAE configuration")
-    levels = _count_indexed(state, "quantizers.") or len(args.get("attn_resolutions", []))
+    levels = _count_indexed(state, "quantizers.") or len(_arg(path, args, "attn_resolutions", "list", []))
     encoders = _count_indexed(state, "encoders.")
     finetune = bool(args.get("finetune")) or any(k.startswith("connectors.") for k in state)
     return {
-        "hidden_dim": int(args["hidden_dim"]),
-        "ch_mult": [int(m) for m in args["ch_mult"]],
+        **{key: _arg(path, args, key, "int") for key in _INT_ARGS},
+        "ch_mult": _arg(path, args, "ch_mult", "ints"),
         "inner_ch_mult": [2, 4],
-        "num_res_blocks": int(args["num_res_blocks"]),
-        "z_channels": int(args["z_channels"]),
-        "codebook_dim": int(args["codebook_dim"]),
-        "num_tokens": int(args["num_tokens"]),
-        "resolution": int(args["resolution"]),
         "levels": levels,
         # SL keeps encoders 0..j of the ML model (setup_finetune), so j = encoders - 1.
         "single_level": encoders - 1 if finetune else None,
         "use_attn": bool(args.get("use_attn", False)),
-        "beta": float(args.get("quant_beta", 0.25)),
-        "ema_decay": float(args.get("quant_ema_decay", 0.99)),
-        "ema_eps": float(args.get("quant_ema_eps", 1e-5)),
-        "in_channels": int(args.get("in_channels", 3)),
+        "beta": _arg(path, args, "quant_beta", "float", 0.25),
+        "ema_decay": _arg(path, args, "quant_ema_decay", "float", 0.99),
+        "ema_eps": _arg(path, args, "quant_ema_eps", "float", 1e-5),
+        "in_channels": _arg(path, args, "in_channels", "int", 3),
         "out_channels": 3,
     }
 
@@ -162,24 +237,48 @@ def load_augvae_checkpoint(path) -> tuple[dict, dict[str, torch.Tensor]]:
         config, state, _ = _read_safetensors(path, "augvae")
         return config, state
     data = _torch_load(path)
-    if not isinstance(data, dict) or "state_dict" not in data:
-        raise CheckpointError(
-            f"{path} is a PyTorch file but not a Lightning checkpoint (no 'state_dict' entry); "
-            "build the model with AugVAE(...) and call load_checked(state_dict) instead"
-        )
-    state = {k: v for k, v in data["state_dict"].items() if not k.startswith("loss.")}
+    state = _lightning_state_dict(path, data)
     if "encoders.0.conv_in.weight" not in state:
         sample = ", ".join(list(state)[:3])
         raise CheckpointError(
             f"{path} is not an AugVAE checkpoint: no encoders.0.conv_in.weight (keys start {sample})"
         )
+    return _augvae_config_from_lightning(path, _lightning_args(path, data), state), state
+
+
+def _lightning_state_dict(path: Path, data) -> dict:
+    """The model's tensors by name, without the perceptual loss that official files carry."""
+    if not isinstance(data, dict) or "state_dict" not in data:
+        raise CheckpointError(
+            f"{path} is a PyTorch file but not a Lightning checkpoint (no 'state_dict' entry); "
+            "build the model with AugVAE(...) and call load_checked(state_dict) instead"
+        )
+    state = data["state_dict"]
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"{path}: 'state_dict' is a {type(state).__name__}, expected a dict of tensors by parameter name"
+        )
+    odd_keys = [k for k in state if not isinstance(k, str)]
+    if odd_keys:
+        raise CheckpointError(
+            f"{path}: state_dict keys must be parameter names (str), found {_short(odd_keys)}"
+        )
+    return {k: v for k, v in state.items() if not k.startswith("loss.")}
+
+
+def _lightning_args(path: Path, data: dict) -> dict:
+    """The training script's arguments, which describe the architecture."""
     hparams = data.get("hyper_parameters") or {}
+    if not isinstance(hparams, dict):
+        raise CheckpointError(
+            f"{path}: hyper_parameters is a {type(hparams).__name__}, expected a dict holding 'args'"
+        )
     args = hparams.get("args")
     if isinstance(args, argparse.Namespace):
         args = vars(args)
     if not isinstance(args, dict):
         raise CheckpointError(f"{path} has no hyper_parameters['args'] to describe the architecture")
-    return _augvae_config_from_lightning(path, args, state), state
+    return args
 
 
 def expand_tied(state: dict, specs) -> dict:
@@ -192,17 +291,39 @@ def expand_tied(state: dict, specs) -> dict:
 
 
 def check_state_dict(state: dict, specs, what: str) -> None:
-    """Raises one CheckpointError naming every missing, unexpected and mis-shaped key."""
-    expected = {spec[0]: tuple(spec[1]) for spec in specs}
+    """Raises one CheckpointError naming every missing, unexpected, mis-shaped, mistyped
+    and non-finite tensor."""
+    expected = {spec[0]: spec for spec in specs}
     problems = []
-    for name, shape in expected.items():
+    for name, spec in expected.items():
+        shape, is_buffer = tuple(spec[1]), spec[5]
         if name not in state:
             problems.append(f"missing {name}, expected shape {shape}")
-        elif tuple(state[name].shape) != shape:
-            problems.append(f"{name}: expected shape {shape}, found {tuple(state[name].shape)}")
-    problems += [f"unexpected {name} {tuple(state[name].shape)}" for name in state if name not in expected]
+        elif problem := _tensor_problem(name, state[name], shape, is_buffer):
+            problems.append(problem)
+    problems += [f"unexpected {name} {_shape_of(state[name])}" for name in state if name not in expected]
     if problems:
         raise CheckpointError(f"{what}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+
+
+def _shape_of(value) -> str:
+    return str(tuple(value.shape)) if isinstance(value, torch.Tensor) else f"({type(value).__name__})"
+
+
+def _tensor_problem(name: str, value, shape: tuple, buffer: bool) -> str | None:
+    """What is wrong with the tensor loaded for ``name``, or None. load_state_dict would copy
+    an int tensor into a float parameter without a word, and NaN weights only fail later."""
+    if not isinstance(value, torch.Tensor):
+        return f"{name}: expected a tensor, found {type(value).__name__}"
+    if tuple(value.shape) != shape:
+        return f"{name}: expected shape {shape}, found {tuple(value.shape)}"
+    # Buffers are constants such as minGPT's causal mask, kept as float, bool or uint8.
+    if not value.is_floating_point() and (not buffer or value.is_complex()):
+        return f"{name}: expected a floating-point tensor, found {value.dtype}"
+    if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        nan = int(torch.isnan(value).sum())
+        return f"{name}: {nan} NaN and {int(torch.isinf(value).sum())} infinite value(s)"
+    return None
 
 
 def load_biart_checkpoint(path) -> tuple[dict, dict[str, torch.Tensor], dict]:

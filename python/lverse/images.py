@@ -47,6 +47,8 @@ def load(images, size: int = 256) -> torch.Tensor:
     float in [0, 1]. Grayscale, palette, RGBA and 16-bit files become RGB (alpha dropped).
     """
     require_positive_int(size, "size")
+    if size > _native.MAX_IMAGE_SIZE:
+        raise ValueError(f"size must be at most {_native.MAX_IMAGE_SIZE}, got {size}")
     if isinstance(images, (str, os.PathLike, np.ndarray)) or not isinstance(images, Sequence):
         images = [images]
     if len(images) == 0:

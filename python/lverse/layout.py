@@ -17,9 +17,19 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ._checks import require_positive_int
+from ._checks import require_int, require_positive_int, require_tensor
 
 SPECIALS = ("PAD", "SOC", "SOI", "EOC")
+
+
+def _require_ids(ids, what: str, length: int, batch: int | None = None) -> None:
+    """An int64 tensor of shape (batch, length) (any batch when None)."""
+    require_tensor(ids, what)
+    if ids.dtype != torch.long:
+        raise TypeError(f"{what} must be int64, got {ids.dtype}")
+    rows = "B" if batch is None else batch
+    if ids.dim() != 2 or ids.shape[1] != length or (batch is not None and ids.shape[0] != batch):
+        raise ValueError(f"expected {what} of shape ({rows}, {length}), got {tuple(ids.shape)}")
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,8 @@ class TokenLayout:
         """Tokenizer ids -> the fixed-length caption part: words, EOC, PAD... Longer text
         is truncated (with a warning) so that EOC still fits."""
         room = self.text_len - 1
+        for t in token_ids:
+            require_int(t, "text id")
         bad = [t for t in token_ids if not 0 <= t < self.text_vocab]
         if bad:
             raise ValueError(f"text id {bad[0]} is outside the text vocabulary [0, {self.text_vocab})")
@@ -121,19 +133,28 @@ class TokenLayout:
 
     # -- sequences --------------------------------------------------------------------
 
-    def _check(self, text: torch.Tensor, image: torch.Tensor | None) -> None:
-        if text.dim() != 2 or text.shape[1] != self.text_len:
-            raise ValueError(f"expected caption ids of shape (B, {self.text_len}), got {tuple(text.shape)}")
-        if image is not None and (image.dim() != 2 or image.shape[1] != self.image_len
-                                  or image.shape[0] != text.shape[0]):
-            raise ValueError(
-                f"expected image ids of shape ({text.shape[0]}, {self.image_len}), got {tuple(image.shape)}"
-            )
+    def _check_text(self, text) -> None:
+        """Caption parts (B, text_len), int64, holding text ids, EOC or PAD."""
+        _require_ids(text, "caption ids", self.text_len)
+        legal = ((text >= 0) & (text < self.text_vocab)) | (text == self.eoc) | (text == self.pad)
+        if not legal.all():
+            bad = text[~legal][0].item()
+            raise ValueError(f"caption id {bad} is neither a text id in [0, {self.text_vocab}) "
+                             f"nor EOC ({self.eoc}) or PAD ({self.pad})")
+
+    def _check_image(self, image, batch: int | None = None) -> None:
+        """AugVAE ids (B, image_len), int64, in [0, image_vocab) (without the offset)."""
+        _require_ids(image, "image ids", self.image_len, batch)
+        if image.numel() and (image.min() < 0 or image.max() >= self.image_vocab):
+            bad = image.min().item() if image.min() < 0 else image.max().item()
+            raise ValueError(f"image id {bad} is outside the image vocabulary [0, {self.image_vocab})")
 
     def text_to_image(self, text: torch.Tensor, image: torch.Tensor | None = None):
         """(idx, seg) of ``[SOC] caption [SOI] image`` (image omitted: a generation prompt).
         ``image`` holds AugVAE ids (without the offset)."""
-        self._check(text, image)
+        self._check_text(text)
+        if image is not None:
+            self._check_image(image, text.shape[0])
         b = text.shape[0]
         parts = [torch.full((b, 1), self.soc, dtype=torch.long, device=text.device), text,
                  torch.full((b, 1), self.soi, dtype=torch.long, device=text.device)]
@@ -145,10 +166,11 @@ class TokenLayout:
 
     def image_to_text(self, image: torch.Tensor, text: torch.Tensor | None = None):
         """(idx, seg) of ``[SOI] image [SOC] caption`` (caption omitted: a prompt)."""
-        if image.dim() != 2 or image.shape[1] != self.image_len:
-            raise ValueError(f"expected image ids of shape (B, {self.image_len}), got {tuple(image.shape)}")
+        self._check_image(image)
         if text is not None:
-            self._check(text, image)
+            self._check_text(text)
+            if text.shape[0] != image.shape[0]:
+                raise ValueError(f"{text.shape[0]} captions for {image.shape[0]} images")
         b = image.shape[0]
         parts = [torch.full((b, 1), self.soi, dtype=torch.long, device=image.device),
                  image + self.image_offset,

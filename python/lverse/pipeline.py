@@ -48,13 +48,30 @@ class LVerse:
     def _images(self, inputs) -> torch.Tensor:
         size = self.vae.config.resolution
         if isinstance(inputs, torch.Tensor):
-            x = inputs.unsqueeze(0) if inputs.dim() == 3 else inputs
-            if x.dim() != 4 or x.shape[1] != 3:
-                raise ValueError(
-                    f"expected an image tensor (3, H, W) or (B, 3, H, W) in [-1, 1], got {tuple(inputs.shape)}"
-                )
-            return x.to(self.device, torch.float32)
-        return image_io.load(inputs, size=size).to(self.device)
+            return self._image_tensor(inputs, "image tensor")
+        if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(i, torch.Tensor) for i in inputs):
+            return torch.cat([self._image_tensor(t, f"image {i}") for i, t in enumerate(inputs)])
+        return image_io.load(inputs, size=size).to(self.device, self._vae_dtype())
+
+    def _vae_dtype(self) -> torch.dtype:
+        return next(self.vae.parameters()).dtype
+
+    def _image_tensor(self, image: torch.Tensor, what: str) -> torch.Tensor:
+        """A float tensor (3, H, W) or (B, 3, H, W) in [-1, 1] at the model's resolution:
+        anything else (uint8 pixels, 0..255 floats, another size) would caption noise."""
+        size = self.vae.config.resolution
+        x = image.unsqueeze(0) if image.dim() == 3 else image
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected {what} of shape (3, H, W) or (B, 3, H, W), got {tuple(image.shape)}")
+        if not x.is_floating_point():
+            raise TypeError(f"expected {what} of floats in [-1, 1], got {x.dtype} "
+                            "(pass uint8 pixels as a numpy array or PIL image instead)")
+        if tuple(x.shape[2:]) != (size, size):
+            raise ValueError(f"expected {what} of {size}x{size} pixels, got {x.shape[2]}x{x.shape[3]} "
+                             "(lverse.images.load resizes and crops)")
+        if x.numel() and not (torch.isfinite(x).all() and x.min() >= -1.0 - 1e-3 and x.max() <= 1.0 + 1e-3):
+            raise ValueError(f"expected {what} of values in [-1, 1], got [{x.min().item():g}, {x.max().item():g}]")
+        return x.to(self.device, self._vae_dtype())
 
     def _texts(self, texts) -> list[str]:
         single = isinstance(texts, str)

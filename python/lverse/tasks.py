@@ -8,8 +8,28 @@ from collections.abc import Callable
 
 import torch
 
-from ._checks import require_positive_int
+from ._checks import require_positive_int, require_tensor
 from .layout import TokenLayout
+
+
+def _check_pair(model, layout: TokenLayout) -> None:
+    """The layout must be the one the model was built for: same vocabulary, and sequences
+    that fit its block."""
+    if not isinstance(layout, TokenLayout):
+        raise TypeError(f"layout must be a TokenLayout, got {type(layout).__name__}")
+    config = model.config
+    if config.vocab_size != layout.vocab_size or config.block_size < layout.block_size:
+        raise ValueError(
+            f"the layout (vocabulary {layout.vocab_size}, sequences of {layout.block_size}) does not fit the "
+            f"model (vocabulary {config.vocab_size}, block size {config.block_size})"
+        )
+
+
+def _require_candidates(candidates, rows: int, length: int, what: str) -> None:
+    """Candidates (rows, C, length) for ``rows`` inputs."""
+    require_tensor(candidates, what)
+    if candidates.dim() != 3 or candidates.shape[0] != rows or candidates.shape[2] != length:
+        raise ValueError(f"expected {what} of shape ({rows}, C, {length}), got {tuple(candidates.shape)}")
 
 
 def _sample_options(greedy, temperature, top_k, top_p, seed):
@@ -23,6 +43,7 @@ def generate_image_ids(model, layout: TokenLayout, text: torch.Tensor, *, candid
                        progress: Callable[[int, int], object] | None = None) -> torch.Tensor:
     """Caption parts (B, text_len) -> AugVAE ids (B, candidates, image_len); all B x C
     candidates run as one batch."""
+    _check_pair(model, layout)
     require_positive_int(candidates, "candidates")
     idx, seg = layout.text_to_image(text)
     idx = idx.repeat_interleave(candidates, 0)
@@ -39,6 +60,9 @@ def generate_caption_ids(model, layout: TokenLayout, image: torch.Tensor, *, bea
     """AugVAE ids (B, image_len) -> caption parts (B, text_len) ending in EOC and PAD.
 
     Greedy by default; ``beams=k`` runs beam search; ``greedy=False`` samples."""
+    _check_pair(model, layout)
+    if beams is not None:
+        require_positive_int(beams, "beams")
     idx, seg = layout.image_to_text(image)
     common = dict(token_range=layout.caption_ranges, stop_token=layout.eoc, pad_token=layout.pad)
     if beams is not None and beams > 1:
@@ -74,6 +98,9 @@ def score(model, layout: TokenLayout, text: torch.Tensor, image: torch.Tensor, *
     caption is scored up to and including EOC (padding carries no information).
     ``given="text"``: log p(image | caption), read as ``[SOC] caption [SOI] image``.
     """
+    _check_pair(model, layout)
+    require_tensor(text, "caption ids")
+    require_tensor(image, "image ids")
     if given == "image":
         idx, seg = layout.image_to_text(image, text)
         return _part_log_likelihood(model, idx, seg, layout.image_len + 2, layout.text_len,
@@ -91,6 +118,9 @@ def rerank_captions(model, layout: TokenLayout, image: torch.Tensor,
     (B, C, text_len), scores log p(image | caption) with the text-to-image direction of the
     same model: the caption under which the image is most likely explains it best.
     Returns (order (B, C) best first, scores (B, C))."""
+    _check_pair(model, layout)
+    layout.image_to_text(image)  # checks the images
+    _require_candidates(candidates, image.shape[0], layout.text_len, "candidate caption ids")
     b, c, t = candidates.shape
     flat_image = image.repeat_interleave(c, 0)
     scores = score(model, layout, candidates.reshape(b * c, t), flat_image, given="text").view(b, c)
@@ -103,6 +133,9 @@ def rerank(model, layout: TokenLayout, text: torch.Tensor,
     """Self-reranking: for captions (B, text_len) and candidate images (B, C, image_len),
     scores log p(caption | candidate) with the image-to-text direction of the same model.
     Returns (order (B, C) best first, scores (B, C))."""
+    _check_pair(model, layout)
+    layout.text_to_image(text)  # checks the captions
+    _require_candidates(candidates, text.shape[0], layout.image_len, "candidate image ids")
     b, c, n = candidates.shape
     flat_text = text.repeat_interleave(c, 0)
     scores = score(model, layout, flat_text, candidates.reshape(b * c, n), given="image").view(b, c)

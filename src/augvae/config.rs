@@ -101,6 +101,25 @@ impl AugVaeConfig {
         if self.levels < 1 {
             return Err(Error::Value("levels must be >= 1".into()));
         }
+        // The EMA update divides by (cluster size + eps) and blends by the decay: values
+        // outside these ranges write NaN or an exploding codebook on the first step.
+        let ranges = [
+            ("beta", self.beta, self.beta >= 0.0, ">= 0"),
+            (
+                "ema_decay",
+                self.ema_decay,
+                (0.0..1.0).contains(&self.ema_decay),
+                "in [0, 1)",
+            ),
+            ("ema_eps", self.ema_eps, self.ema_eps > 0.0, "> 0"),
+        ];
+        for (name, value, ok, expected) in ranges {
+            if !(ok && value.is_finite()) {
+                return Err(Error::Value(format!(
+                    "{name} must be {expected}, got {value}"
+                )));
+            }
+        }
         if let Some(j) = self.single_level {
             if j + 1 >= self.levels {
                 return Err(Error::Value(format!(

@@ -267,6 +267,17 @@ impl AugVae {
         // Grid of the finest returned level; coarser levels follow by the encoders' factor.
         let (h0, w0) = grid.unwrap_or((sizes[levels[0]], sizes[levels[0]]));
         let step = 1i64 << (self.config.inner_ch_mult.len() - 1);
+        // Every returned level's grid must be whole: the finest side is a multiple of the
+        // coarsest level's factor. Sides above N could only overflow the count below.
+        let coarsest = step.pow((levels[levels.len() - 1] - levels[0]) as u32);
+        let fits = |side: i64| side >= 1 && side <= size[1].max(1) && side % coarsest == 0;
+        if !(fits(h0) && fits(w0)) {
+            return Err(Error::Value(format!(
+                "grid must be (h, w) with positive sides, multiples of {coarsest}, whose \
+                 levels hold the {} ids per image; got ({h0}, {w0})",
+                size[1]
+            )));
+        }
         let grids: Vec<(i64, i64)> = levels
             .iter()
             .map(|&l| {

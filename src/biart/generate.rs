@@ -176,6 +176,12 @@ pub fn beam_search(
         ..Default::default()
     };
     checked.validate(vocab)?;
+    let legal = checked.legal_count(vocab as usize);
+    if beams > legal {
+        return Err(Error::Value(format!(
+            "beams must be in [1, {legal}] (the number of legal ids), got {beams}"
+        )));
+    }
     let _guard = tch::no_grad_guard();
     let device = model.device();
     let mask = checked.mask(vocab, device)?;
@@ -230,6 +236,9 @@ pub fn beam_search(
                     continue;
                 }
                 let row = &host[(b * width + w) * vocab..(b * width + w + 1) * vocab];
+                if row.iter().any(|p| p.is_nan()) {
+                    return Err(sampling::not_finite());
+                }
                 for i in best_ids(row, width) {
                     candidates.push((beam.score + row[i] as f64, w, i as i64));
                 }

@@ -99,26 +99,38 @@ impl PyBiartCore {
             stop_token,
             pad_token,
         };
-        let out = py.allow_threads(move || {
-            let model = decoding_model(&self.config, &tensors)?;
-            // The callback takes the GIL only for the call; an exception it raises stops
-            // generation and is re-raised below.
-            let mut report = |done: i64, total: i64| -> crate::error::Result<()> {
-                match &progress {
-                    None => Ok(()),
-                    Some(callback) => Python::with_gil(|py| {
-                        callback
-                            .call1(py, (done, total))
-                            .map(|_| ())
-                            .map_err(|err| {
-                                Error::Callback(format!("progress callback raised {err}"))
-                            })
-                    }),
-                }
+        let config = &self.config;
+        let (out, raised) = py.allow_threads(move || {
+            // What a step's Python call raised (the callback's exception, or
+            // KeyboardInterrupt from a signal), re-raised as it is once generation stops.
+            let mut raised: Option<PyErr> = None;
+            let model = match decoding_model(config, &tensors) {
+                Ok(model) => model,
+                Err(err) => return (Err(err), None),
             };
-            generate(&model, &idx.0, &seg.0, &request, &mut report)
-        })?;
-        Ok(PyTensor(out))
+            // Each step takes the GIL briefly: to run pending signal handlers, so Ctrl-C
+            // stops a long generation, and to call the progress callback.
+            let mut report = |done: i64, total: i64| -> crate::error::Result<()> {
+                Python::with_gil(|py| {
+                    let result = py.check_signals().and_then(|()| match &progress {
+                        None => Ok(()),
+                        Some(callback) => callback.call1(py, (done, total)).map(|_| ()),
+                    });
+                    result.map_err(|err| {
+                        let message = format!("progress callback raised {err}");
+                        raised = Some(err);
+                        Error::Callback(message)
+                    })
+                })
+            };
+            let out = generate(&model, &idx.0, &seg.0, &request, &mut report);
+            (out, raised)
+        });
+        match (out, raised) {
+            (Ok(out), _) => Ok(PyTensor(out)),
+            (Err(_), Some(err)) => Err(err),
+            (Err(err), None) => Err(err.into()),
+        }
     }
 
     /// Logits computed token by token through the KV cache (for checking the cache).

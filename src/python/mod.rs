@@ -14,6 +14,7 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("MAX_IMAGE_SIZE", crate::image_io::MAX_SIZE)?;
     m.add_class::<augvae::PyAugVaeCore>()?;
     m.add_class::<biart::PyBiartCore>()?;
     m.add_class::<tokenizer::PyTokenizer>()?;

@@ -1,0 +1,303 @@
+"""Corrupt checkpoints fail with one CheckpointError naming the file and what is wrong in it,
+never with a TypeError, KeyError or JSONDecodeError from deep inside the loader."""
+
+import json
+
+import pytest
+import torch
+from lverse import AugVAE, BiART, CheckpointError
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .conftest import make_pair
+from .test_augvae_checkpoint import write_lightning_ckpt
+
+
+def rewrite_safetensors(path, metadata=None, tensors=None):
+    """Rewrites an lverse safetensors file with some metadata entries and tensors replaced
+    (a metadata value of None removes that entry)."""
+    with safe_open(str(path), framework="pt") as f:
+        old_metadata = f.metadata()
+        old_tensors = {name: f.get_tensor(name) for name in f.keys()}
+    new_metadata = {k: v for k, v in {**old_metadata, **(metadata or {})}.items() if v is not None}
+    save_file({**old_tensors, **(tensors or {})}, str(path), metadata=new_metadata)
+
+
+def expect_checkpoint_error(load, path, *fragments):
+    """``load(path)`` raises a CheckpointError whose message names the file and each fragment."""
+    with pytest.raises(CheckpointError) as info:
+        load(path)
+    message = str(info.value)
+    for fragment in (path.name, *fragments):
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    return message
+
+
+# -- BiART safetensors ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_tokenizer():
+    from lverse import Tokenizer
+
+    return Tokenizer.train(["a cat", "a dog", "the cat sat"], 520)
+
+
+@pytest.fixture
+def biart_file(tmp_path, small_tokenizer):
+    from lverse.layout import TokenLayout
+
+    layout = TokenLayout(text_vocab=small_tokenizer.vocab_size, image_vocab=16, text_len=4, image_len=4)
+    model = BiART.for_layout(layout, small_tokenizer, n_layer=1, n_head=2, n_embd=16)
+    path = tmp_path / "biart.safetensors"
+    model.save(path, metadata={"note": "x"})
+    return path
+
+
+def biart_config(path) -> dict:
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads(f.metadata()["lverse.config"])
+
+
+def test_intact_biart_file_loads(biart_file):
+    model = BiART.from_checkpoint(biart_file)
+    assert model.layout is not None and model.tokenizer is not None
+    assert model.metadata == {"note": "x"}
+
+
+def test_biart_config_without_vocab_size(biart_file):
+    config = biart_config(biart_file)
+    del config["vocab_size"]
+    rewrite_safetensors(biart_file, {"lverse.config": json.dumps(config)})
+    expect_checkpoint_error(BiART.from_checkpoint, biart_file, "lverse.config", "vocab_size")
+
+
+@pytest.mark.parametrize("config", ["null", "[1, 2]", '"text"', "{"], ids=["null", "list", "string", "bad-json"])
+def test_biart_config_that_is_not_a_json_object(biart_file, config):
+    rewrite_safetensors(biart_file, {"lverse.config": config})
+    expect_checkpoint_error(BiART.from_checkpoint, biart_file, "lverse.config")
+
+
+def test_biart_config_missing(biart_file):
+    rewrite_safetensors(biart_file, {"lverse.config": None})
+    expect_checkpoint_error(BiART.from_checkpoint, biart_file, "lverse.config")
+
+
+def test_biart_config_with_unknown_keys(biart_file):
+    config = biart_config(biart_file)
+    config["foo"] = 1
+    rewrite_safetensors(biart_file, {"lverse.config": json.dumps(config)})
+    expect_checkpoint_error(BiART.from_checkpoint, biart_file, "foo")
+
+
+def test_biart_config_with_a_value_of_the_wrong_type(biart_file):
+    config = biart_config(biart_file)
+    config["n_head"] = "abc"
+    rewrite_safetensors(biart_file, {"lverse.config": json.dumps(config)})
+    expect_checkpoint_error(BiART.from_checkpoint, biart_file, "n_head")
+
+
+@pytest.mark.parametrize("extra", ["{not json", "null", "[]"], ids=["bad-json", "null", "list"])
+def test_biart_extra_that_is_not_a_json_object(biart_file, extra):
+    rewrite_safetensors(biart_file, {"lverse.extra": extra})
+    expect_checkpoint_error(BiART.from_checkpoint, biart_file, "lverse.extra")
+
+
+def _rewrite_extra(path, **changes):
+    with safe_open(str(path), framework="pt") as f:
+        extra = json.loads(f.metadata()["lverse.extra"])
+    rewrite_safetensors(path, {"lverse.extra": json.dumps({**extra, **changes})})
+
+
+@pytest.mark.parametrize("layout", [None, [1, 2], {"text_vocab": 3}, {"text_vocab": "x", "image_vocab": 16,
+                                                                    "text_len": 4, "image_len": 4}])
+def test_biart_bad_layout(biart_file, layout):
+    _rewrite_extra(biart_file, layout=layout)
+    expect_checkpoint_error(BiART.from_checkpoint, biart_file, "layout")
+
+
+@pytest.mark.parametrize("tokenizer", ["{broken", None, 3, '{"model": 3}'])
+def test_biart_bad_tokenizer(biart_file, tokenizer):
+    _rewrite_extra(biart_file, tokenizer=tokenizer)
+    expect_checkpoint_error(BiART.from_checkpoint, biart_file, "tokenizer")
+
+
+def test_biart_layout_that_does_not_fit_the_model(biart_file):
+    _rewrite_extra(biart_file, layout={"text_vocab": 7, "image_vocab": 16, "text_len": 4, "image_len": 4})
+    expect_checkpoint_error(BiART.from_checkpoint, biart_file, "layout", "vocab_size")
+
+
+# -- AugVAE safetensors ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def augvae_file(tmp_path):
+    model, _ = make_pair(single_level=1, seed=5)
+    path = tmp_path / "augvae.safetensors"
+    model.save(path)
+    return path
+
+
+def augvae_config(path) -> dict:
+    with safe_open(str(path), framework="pt") as f:
+        return json.loads(f.metadata()["lverse.config"])
+
+
+def test_augvae_config_with_unknown_key(augvae_file):
+    rewrite_safetensors(augvae_file, {"lverse.config": json.dumps({"foo": 1})})
+    expect_checkpoint_error(AugVAE.from_checkpoint, augvae_file, "foo")
+
+
+@pytest.mark.parametrize("ch_mult", [None, 3, ["a"]], ids=["null", "int", "strings"])
+def test_augvae_config_with_bad_ch_mult(augvae_file, ch_mult):
+    config = augvae_config(augvae_file)
+    config["ch_mult"] = ch_mult
+    rewrite_safetensors(augvae_file, {"lverse.config": json.dumps(config)})
+    expect_checkpoint_error(AugVAE.from_checkpoint, augvae_file, "ch_mult")
+
+
+def test_augvae_config_the_core_rejects(augvae_file):
+    config = augvae_config(augvae_file)
+    config["hidden_dim"] = 20  # not divisible by the 32 GroupNorm groups
+    rewrite_safetensors(augvae_file, {"lverse.config": json.dumps(config)})
+    expect_checkpoint_error(AugVAE.from_checkpoint, augvae_file, "GroupNorm")
+
+
+def test_augvae_config_that_is_not_a_json_object(augvae_file):
+    rewrite_safetensors(augvae_file, {"lverse.config": "null"})
+    expect_checkpoint_error(AugVAE.from_checkpoint, augvae_file, "lverse.config")
+
+
+# -- official Lightning .ckpt ---------------------------------------------------------------
+
+
+@pytest.fixture
+def ckpt_file(tmp_path):
+    _, reference = make_pair(single_level=None, seed=7)
+    path = tmp_path / "augvae.ckpt"
+    write_lightning_ckpt(path, reference, None)
+    return path
+
+
+def rewrite_ckpt(path, change):
+    """Rewrites a .ckpt after ``change(data)`` edited its loaded dict in place."""
+    data = torch.load(path, weights_only=False)
+    change(data)
+    torch.save(data, path)
+
+
+def test_ckpt_state_dict_that_is_a_list(ckpt_file):
+    rewrite_ckpt(ckpt_file, lambda d: d.update(state_dict=list(d["state_dict"].values())))
+    expect_checkpoint_error(AugVAE.from_checkpoint, ckpt_file, "state_dict", "list")
+
+
+def test_ckpt_hyper_parameters_that_are_a_list(ckpt_file):
+    rewrite_ckpt(ckpt_file, lambda d: d.update(hyper_parameters=[d["hyper_parameters"]["args"]]))
+    expect_checkpoint_error(AugVAE.from_checkpoint, ckpt_file, "hyper_parameters", "list")
+
+
+def test_ckpt_key_with_a_non_numeric_level(ckpt_file):
+    rewrite_ckpt(ckpt_file, lambda d: d["state_dict"].update({"quantizers.x.foo": torch.zeros(2)}))
+    expect_checkpoint_error(AugVAE.from_checkpoint, ckpt_file, "quantizers.x.foo")
+
+
+def test_ckpt_int_key(ckpt_file):
+    rewrite_ckpt(ckpt_file, lambda d: d["state_dict"].update({3: torch.zeros(2)}))
+    expect_checkpoint_error(AugVAE.from_checkpoint, ckpt_file, "state_dict", "3")
+
+
+def test_ckpt_value_that_is_not_a_tensor(ckpt_file):
+    rewrite_ckpt(ckpt_file, lambda d: d["state_dict"].update({"decoders.0.conv_in.bias": [0.0, 1.0]}))
+    expect_checkpoint_error(AugVAE.from_checkpoint, ckpt_file, "decoders.0.conv_in.bias", "list")
+
+
+@pytest.mark.parametrize("key, value", [("hidden_dim", "abc"), ("ch_mult", None), ("ch_mult", ["x"]),
+                                        ("quant_beta", "high")])
+def test_ckpt_args_of_the_wrong_type(ckpt_file, key, value):
+    rewrite_ckpt(ckpt_file, lambda d: setattr(d["hyper_parameters"]["args"], key, value))
+    expect_checkpoint_error(AugVAE.from_checkpoint, ckpt_file, "hyper_parameters", key)
+
+
+def test_ckpt_attn_resolutions_of_the_wrong_type(ckpt_file):
+    # The number of levels is read off attn_resolutions only when no quantizer is stored.
+    def change(d):
+        d["hyper_parameters"]["args"].attn_resolutions = 5
+        d["state_dict"] = {k: v for k, v in d["state_dict"].items() if not k.startswith("quantizers.")}
+
+    rewrite_ckpt(ckpt_file, change)
+    expect_checkpoint_error(AugVAE.from_checkpoint, ckpt_file, "hyper_parameters", "attn_resolutions")
+
+
+def test_ckpt_args_the_core_rejects(ckpt_file):
+    rewrite_ckpt(ckpt_file, lambda d: setattr(d["hyper_parameters"]["args"], "hidden_dim", 20))
+    expect_checkpoint_error(AugVAE.from_checkpoint, ckpt_file, "GroupNorm")
+
+
+# -- tensor dtypes and values ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.int64, torch.bool])
+def test_ckpt_integer_weights_are_rejected(ckpt_file, dtype):
+    key = "encoders.0.conv_in.weight"
+    rewrite_ckpt(ckpt_file, lambda d: d["state_dict"].update({key: d["state_dict"][key].to(dtype)}))
+    expect_checkpoint_error(AugVAE.from_checkpoint, ckpt_file, key, str(dtype))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")], ids=["nan", "inf", "-inf"])
+def test_ckpt_non_finite_weights_are_rejected(ckpt_file, bad):
+    key = "decoders.0.conv_in.bias"
+
+    def poison(d):
+        d["state_dict"][key] = d["state_dict"][key].clone()
+        d["state_dict"][key][0] = bad
+
+    rewrite_ckpt(ckpt_file, poison)
+    message = expect_checkpoint_error(AugVAE.from_checkpoint, ckpt_file, key)
+    assert ("NaN" in message) if bad != bad else ("infinite" in message)
+
+
+def test_safetensors_integer_weight_is_rejected(biart_file):
+    with safe_open(str(biart_file), framework="pt") as f:
+        shape = f.get_tensor("head.weight").shape
+    rewrite_safetensors(biart_file, tensors={"head.weight": torch.zeros(shape, dtype=torch.int32)})
+    expect_checkpoint_error(BiART.from_checkpoint, biart_file, "head.weight", "torch.int32")
+
+
+def test_safetensors_nan_ema_statistic_is_rejected(augvae_file):
+    key = "quantizers.0.embedding.cluster_size"
+    with safe_open(str(augvae_file), framework="pt") as f:
+        sizes = f.get_tensor(key)
+    sizes[1] = float("nan")
+    rewrite_safetensors(augvae_file, tensors={key: sizes})
+    expect_checkpoint_error(AugVAE.from_checkpoint, augvae_file, key, "NaN")
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.uint8, torch.float32])
+def test_biart_mask_buffer_of_any_real_dtype_loads(biart_file, dtype):
+    # minGPT variants keep the causal mask as float, bool or uint8; the core never reads it.
+    key = "blocks.0.attn.mask"
+    with safe_open(str(biart_file), framework="pt") as f:
+        mask = f.get_tensor(key)
+    rewrite_safetensors(biart_file, tensors={key: mask.to(dtype)})
+    model = BiART.from_checkpoint(biart_file)
+    assert torch.equal(model.blocks[0].attn.mask, mask)
+
+
+def test_half_precision_weights_load(augvae_file):
+    with safe_open(str(augvae_file), framework="pt") as f:
+        halves = {name: f.get_tensor(name).half() for name in f.keys()}
+    rewrite_safetensors(augvae_file, tensors=halves)
+    model = AugVAE.from_checkpoint(augvae_file)
+    assert model.encoders[0].conv_in.weight.dtype == torch.float32
+
+
+def test_load_checked_reports_dtype_and_values():
+    model, _ = make_pair(single_level=1)
+    state = model.state_dict()
+    state["encoders.0.conv_in.weight"] = state["encoders.0.conv_in.weight"].long()
+    state["decoders.0.conv_in.bias"] = torch.full_like(state["decoders.0.conv_in.bias"], float("nan"))
+    with pytest.raises(CheckpointError) as info:
+        model.load_checked(state)
+    message = str(info.value)
+    assert "encoders.0.conv_in.weight: expected a floating-point tensor, found torch.int64" in message
+    assert "decoders.0.conv_in.bias" in message and "NaN" in message

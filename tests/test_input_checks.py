@@ -1,0 +1,152 @@
+"""Bad input to the Python API raises a clear exception instead of aborting the process,
+dumping a libtorch trace or returning something plausible but wrong."""
+
+import lverse
+import numpy as np
+import pytest
+import torch
+from lverse import AugVAE, AugVAEConfig, BiART, tasks
+from lverse.layout import TokenLayout
+from lverse.pipeline import default_model
+
+from .conftest import SMALL
+
+LAYOUT = TokenLayout(text_vocab=20, image_vocab=16, text_len=6, image_len=4)
+
+
+@pytest.fixture(scope="module")
+def small_biart():
+    torch.manual_seed(0)
+    return BiART(LAYOUT.vocab_size, LAYOUT.block_size, n_layer=1, n_head=2, n_embd=16).eval()
+
+
+def text_part():
+    return torch.tensor([LAYOUT.caption_ids([3, 4])])
+
+
+def image_part():
+    return torch.tensor([[0, 5, 15, 7]])
+
+
+# -- sizes that would abort the process in an allocation ----------------------------------
+
+
+def test_beams_beyond_the_legal_ids_are_refused(small_biart):
+    idx, seg = LAYOUT.image_to_text(image_part())
+    with pytest.raises(ValueError, match=r"beams must be in \[1, 21\] \(the number of legal ids\), got 1099511627776"):
+        small_biart.beam_search(idx, seg, 3, beams=2**40, token_range=LAYOUT.caption_ranges)
+    tokens, _ = small_biart.beam_search(idx, seg, 3, beams=21, token_range=LAYOUT.caption_ranges)
+    assert tokens.shape == (1, 3)
+
+
+def test_image_sizes_are_bounded():
+    pixels = np.zeros((8, 8, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match=f"size must be at most {lverse._native.MAX_IMAGE_SIZE}, got 1000000"):
+        lverse.images.load(pixels, size=10**6)
+    with pytest.raises(ValueError, match=r"resizing a 4000x1 image to a shorter side of 1024 would make it 4096000x"):
+        lverse.images.load(np.zeros((1, 4000, 3), dtype=np.uint8), size=1024)
+
+
+@pytest.mark.parametrize("grid, error, match", [
+    ((-8, -8), ValueError, "grid height must be a positive int, got -8"),
+    ((True, True), ValueError, "grid height must be a positive int, got True"),
+    ((3,), ValueError, r"grid must be a pair \(h, w\), got \(3,\)"),
+    ((2**62, 4), ValueError, r"grid must be \(h, w\) with positive sides, multiples of 1, whose levels hold"),
+    ((2, 8), ValueError, r"expected 16 ids per image for a 2x8 grid, got 64"),
+])
+def test_decode_grid_is_checked(grid, error, match):
+    model = AugVAE(AugVAEConfig(**{**SMALL, "single_level": 1}))
+    ids = torch.zeros(1, 64, dtype=torch.long)  # SL level 1 of a 32 px image: 8x8
+    with pytest.raises(error, match=match):
+        model.decode(ids, grid=grid)
+    assert model.decode(ids, grid=(8, 8)).shape == (1, 3, 32, 32)
+    assert model.decode(ids, grid=(4, 16)).shape == (1, 3, 16, 64)
+
+
+# -- silently wrong output ----------------------------------------------------------------
+
+
+def test_nan_logits_are_an_error_not_token_zero():
+    torch.manual_seed(0)
+    model = BiART(30, 12, n_layer=1, n_head=2, n_embd=8).eval()
+    with torch.no_grad():
+        model.head.weight[5, 0] = float("nan")
+    idx = torch.tensor([[1, 2, 3]])
+    seg = torch.zeros_like(idx)
+    for options in (dict(greedy=True), dict(seed=0), dict(seed=0, top_k=3), dict(seed=0, top_p=0.5)):
+        with pytest.raises(ValueError, match="the model's logits are NaN or \\+inf"):
+            model.generate(idx, seg, 2, **options)
+    with pytest.raises(ValueError, match="the model's logits are NaN"):
+        model.beam_search(idx, seg, 2, beams=2)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda m: tasks.generate_caption_ids(m, LAYOUT, torch.full((1, 4), -1)), ValueError,
+     r"image id -1 is outside the image vocabulary \[0, 16\)"),
+    (lambda m: tasks.score(m, LAYOUT, text_part(), torch.full((1, 4), 16), given="text"), ValueError,
+     r"image id 16 is outside the image vocabulary \[0, 16\)"),
+    (lambda m: tasks.score(m, LAYOUT, torch.full((1, 6), 25), image_part(), given="image"), ValueError,
+     r"caption id 25 is neither a text id in \[0, 20\) nor EOC \(39\) or PAD \(36\)"),
+    (lambda m: tasks.score(m, LAYOUT, text_part(), None, given="text"), TypeError,
+     "image ids must be a torch.Tensor, got NoneType"),
+    (lambda m: tasks.score(m, LAYOUT, text_part().float(), image_part(), given="text"), TypeError,
+     "caption ids must be int64, got torch.float32"),
+    (lambda m: tasks.score(m, TokenLayout(10, 10, 4, 4), text_part(), image_part(), given="text"), ValueError,
+     r"the layout \(vocabulary 24, sequences of 10\) does not fit the model \(vocabulary 40, block size 12\)"),
+    (lambda m: tasks.generate_caption_ids(m, LAYOUT, image_part(), beams=0), ValueError,
+     "beams must be a positive int, got 0"),
+    (lambda m: tasks.generate_caption_ids(m, LAYOUT, image_part(), beams=True), ValueError,
+     "beams must be a positive int, got True"),
+    (lambda m: tasks.rerank(m, LAYOUT, text_part(), image_part()), ValueError,
+     r"expected candidate image ids of shape \(1, C, 4\), got \(1, 4\)"),
+    (lambda m: tasks.rerank_captions(m, LAYOUT, image_part(), text_part()), ValueError,
+     r"expected candidate caption ids of shape \(1, C, 6\), got \(1, 6\)"),
+    (lambda m: LAYOUT.caption_ids([1.5]), TypeError, "text id must be an int, got float"),
+])
+def test_task_inputs_are_checked(small_biart, call, error, match):
+    with pytest.raises(error, match=match):
+        call(small_biart)
+
+
+def test_valid_task_inputs_still_work(small_biart):
+    assert tasks.generate_caption_ids(small_biart, LAYOUT, image_part(), beams=2).shape == (1, 6)
+    order, scores = tasks.rerank(small_biart, LAYOUT, text_part(), image_part().unsqueeze(1))
+    assert order.shape == scores.shape == (1, 1)
+
+
+def test_caption_refuses_tensors_it_would_misread():
+    model = default_model()
+    size = model.vae.config.resolution
+    scene = lverse.images.load("examples/images/scene_0.png", size=size)[0]
+    with pytest.raises(TypeError, match="expected image tensor of floats in \\[-1, 1\\], got torch.uint8"):
+        model.caption(((scene + 1) * 127.5).to(torch.uint8))
+    with pytest.raises(ValueError, match=r"expected image tensor of values in \[-1, 1\], got \[\d+, \d+\]"):
+        model.caption(((scene + 1) * 127.5).round())
+    with pytest.raises(ValueError, match=f"expected image tensor of {size}x{size} pixels, got 128x128"):
+        model.caption(torch.zeros(3, 128, 128))
+    # A list of tensors is read like the batch they make.
+    assert model.caption([scene, scene], candidates=0) == model.caption(torch.stack([scene, scene]), candidates=0)
+
+
+# -- config types and ranges --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overrides, error, match", [
+    (dict(beta=-1.0), ValueError, "beta must be >= 0, got -1"),
+    (dict(ema_decay=1.5), ValueError, r"ema_decay must be in \[0, 1\), got 1.5"),
+    (dict(ema_decay=float("nan")), ValueError, r"ema_decay must be in \[0, 1\), got NaN"),
+    (dict(ema_eps=0.0), ValueError, "ema_eps must be > 0, got 0"),
+    (dict(single_level=True), TypeError, "single_level must be an int, got bool"),
+    (dict(single_level=-1), ValueError, "single_level must be an int >= 0, got -1"),
+    (dict(hidden_dim=32.0), TypeError, "hidden_dim must be an int, got float"),
+])
+def test_augvae_config_is_checked(overrides, error, match):
+    with pytest.raises(error, match=match):
+        AugVAE(AugVAEConfig(**{**SMALL, **overrides}))
+
+
+def test_biart_sizes_are_not_bools():
+    with pytest.raises(TypeError, match="vocab_size must be an int, got bool"):
+        BiART(True, 10, 1, 1, 8)
+    with pytest.raises(TypeError, match="pad_token must be an int, got bool"):
+        BiART(30, 12, 1, 2, 8).generate(torch.tensor([[1]]), torch.tensor([[0]]), 1, pad_token=True)
