@@ -108,6 +108,13 @@ def test_eval_counts(capsys):
         "error: argument --scenes: expected an integer >= 1, got '0'")
 
 
+def test_eval_json_stays_valid_without_round_trips(capsys):
+    assert main(["eval", "--scenes", "2", "--round-trip", "0", "--caption-candidates", "0", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["round_trip_exact_match"] is None and result["round_trips"] == 0
+    json.dumps(result, allow_nan=False)
+
+
 @pytest.mark.parametrize("command", ["train-vae", "train-biart"])
 @pytest.mark.parametrize("flag, value", [("--checkpoint-every", "0"), ("--sample-every", "0"),
                                          ("--batch-size", "0"), ("--batch-size", "-2")])

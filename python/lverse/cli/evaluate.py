@@ -62,7 +62,12 @@ def run(args) -> int:
         trips += [r == t for r, t in zip(read_back, texts, strict=True)]
 
     def rate(xs):
-        return sum(xs) / len(xs) if xs else float("nan")
+        # None, not NaN, for an empty split: --json must stay valid JSON.
+        return sum(xs) / len(xs) if xs else None
+
+    def percent(key):
+        value = result[key]
+        return "n/a" if value is None else f"{100 * value:.1f}%"
 
     result = {
         "caption_exact_match": rate(hits), "caption_one_object": rate(one), "caption_two_objects": rate(two),
@@ -73,12 +78,12 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"caption exact match   {100 * result['caption_exact_match']:.1f}%  ({len(hits)} held-out scenes, "
+    print(f"caption exact match   {percent('caption_exact_match')}  ({len(hits)} held-out scenes, "
           f"best of greedy + {args.caption_candidates} sampled by self-reranking)")
-    print(f"  one object          {100 * result['caption_one_object']:.1f}%  ({len(one)})")
-    print(f"  two objects         {100 * result['caption_two_objects']:.1f}%  ({len(two)})")
-    print(f"  greedy alone        {100 * result['caption_greedy_exact_match']:.1f}%")
-    print(f"round trip            {100 * result['round_trip_exact_match']:.1f}%  ({len(trips)} captions, "
+    print(f"  one object          {percent('caption_one_object')}  ({len(one)})")
+    print(f"  two objects         {percent('caption_two_objects')}  ({len(two)})")
+    print(f"  greedy alone        {percent('caption_greedy_exact_match')}")
+    print(f"round trip            {percent('round_trip_exact_match')}  ({len(trips)} captions, "
           f"best of {args.candidates} images, read back with {args.caption_candidates} caption candidates)")
     print(f"AugVAE PSNR           {psnr:.2f} dB")
     return 0
