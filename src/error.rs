@@ -22,6 +22,8 @@ pub enum Error {
     Io(String),
     /// An error raised inside libtorch: maps to `RuntimeError`.
     Torch(String),
+    /// An allocation libtorch refused (a batch far too large): maps to `MemoryError`.
+    Memory(String),
     /// A Python callback (e.g. a progress hook) raised: maps to `RuntimeError`.
     Callback(String),
 }
@@ -39,6 +41,7 @@ impl fmt::Display for Error {
             | Error::Image(m)
             | Error::Io(m)
             | Error::Torch(m)
+            | Error::Memory(m)
             | Error::Callback(m) => m,
         };
         f.write_str(message)

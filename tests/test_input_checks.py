@@ -150,3 +150,22 @@ def test_biart_sizes_are_not_bools():
         BiART(True, 10, 1, 1, 8)
     with pytest.raises(TypeError, match="pad_token must be an int, got bool"):
         BiART(30, 12, 1, 2, 8).generate(torch.tensor([[1]]), torch.tensor([[0]]), 1, pad_token=True)
+
+
+def test_image_helpers_refuse_what_they_would_get_wrong():
+    with pytest.raises(ValueError, match="the image tensor holds NaN or infinite values"):
+        lverse.images.to_pil(torch.full((3, 4, 4), float("nan")))
+    small, large = lverse.images.to_pil(torch.zeros(3, 4, 4)), lverse.images.to_pil(torch.zeros(3, 8, 8))
+    with pytest.raises(ValueError, match="image 1 is 8x8, not 4x4 like image 0"):
+        lverse.images.grid([small, large], columns=2)
+    with pytest.raises(ValueError, match=r"tensors of one shape, got \(1, 3, 4, 4\) and \(1, 3, 8, 8\)"):
+        lverse.images.psnr(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 8, 8))
+
+
+def test_an_impossible_batch_is_a_memory_error():
+    model = BiART(30, 4096, 1, 2, 8).eval()
+    # Views with no memory of their own; the cache would need 2 x 1.2 TiB.
+    idx = torch.ones(1, 1, dtype=torch.long).expand(10**7, 1)
+    seg = torch.zeros(1, 1, dtype=torch.long).expand(10**7, 1)
+    with pytest.raises(MemoryError, match=r"cannot allocate the KV cache for 10000000 sequences of 4096 positions"):
+        model.generate(idx, seg, 2)

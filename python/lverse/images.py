@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from . import _native
-from ._checks import require_positive_int
+from ._checks import require_positive_int, require_tensor
 
 
 def _as_uint8_array(image, index: int) -> np.ndarray:
@@ -81,6 +81,9 @@ def to_pil(tensor: torch.Tensor):
     batch = tensor.unsqueeze(0) if single else tensor
     if batch.dim() != 4 or batch.shape[1] != 3:
         raise ValueError(f"expected a (3, H, W) or (B, 3, H, W) tensor, got {tuple(tensor.shape)}")
+    if not torch.isfinite(batch).all():
+        # clamp() keeps NaN, and NaN cast to uint8 is an arbitrary (usually black) pixel.
+        raise ValueError("the image tensor holds NaN or infinite values")
     arrays = to_uint8(batch).permute(0, 2, 3, 1).cpu().numpy()
     out = [Image.fromarray(a, mode="RGB") for a in arrays]
     return out[0] if single else out
@@ -94,6 +97,10 @@ def grid(pictures, columns: int):
         raise ValueError("no images to tile")
     require_positive_int(columns, "columns")
     w, h = pictures[0].size
+    for i, picture in enumerate(pictures):
+        if picture.size != (w, h):
+            raise ValueError(f"image {i} is {picture.size[0]}x{picture.size[1]}, not {w}x{h} like image 0; "
+                             "grid tiles images of one size")
     rows = -(-len(pictures) // columns)
     sheet = Image.new("RGB", (w * min(columns, len(pictures)), h * rows))
     for i, picture in enumerate(pictures):
@@ -103,6 +110,11 @@ def grid(pictures, columns: int):
 
 def psnr(reference: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB of tensors in [-1, 1], measured on [0, 1] after clamping."""
+    require_tensor(reference, "reference")
+    require_tensor(reconstruction, "reconstruction")
+    if reference.shape != reconstruction.shape or reference.dim() < 2:
+        raise ValueError(f"expected two (B, ...) tensors of one shape, got {tuple(reference.shape)} "
+                         f"and {tuple(reconstruction.shape)}")
     a = (reference.detach().float().clamp(-1, 1) + 1) / 2
     b = (reconstruction.detach().float().clamp(-1, 1) + 1) / 2
     mse = ((a - b) ** 2).flatten(1).mean(1).clamp_min(1e-12)

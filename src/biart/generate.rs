@@ -65,6 +65,16 @@ fn host_logits(logits: &Tensor) -> Result<Vec<f32>> {
     Ok(Vec::<f32>::try_from(&flat)?)
 }
 
+/// `len` copies of `value`, or a MemoryError instead of an aborting allocation.
+fn host_buffer(len: usize, value: i64) -> Result<Vec<i64>> {
+    let mut buffer = Vec::new();
+    buffer
+        .try_reserve_exact(len)
+        .map_err(|_| Error::Memory(format!("cannot allocate {len} output tokens on the host")))?;
+    buffer.resize(len, value);
+    Ok(buffer)
+}
+
 fn column(tokens: &[i64], device: Device) -> Result<Tensor> {
     Ok(Tensor::f_from_slice(tokens)?
         .f_view([tokens.len() as i64, 1])?
@@ -86,13 +96,16 @@ pub fn generate(
     let device = model.device();
     let batch = idx.size()[0];
     let mut rng = sampling::rng(g.seed);
-    let mut out = vec![g.pad_token; (batch * g.steps) as usize];
     if g.steps == 0 || batch == 0 {
-        return Ok(Tensor::f_from_slice(&out)?
-            .f_view([batch, g.steps])?
-            .f_to_device(device)?);
+        return Ok(Tensor::f_full(
+            [batch, g.steps],
+            g.pad_token,
+            (Kind::Int64, device),
+        )?);
     }
+    // The cache first: for an absurd batch it is the allocation that fails, cleanly.
     let mut cache = model.new_cache(batch)?;
+    let mut out = host_buffer((batch * g.steps) as usize, g.pad_token)?;
     let mut logits = model.forward_cached(idx, seg, &mut cache)?;
     let mask = g.sampling.mask(vocab, device)?;
     let mut finished = vec![false; batch as usize];

@@ -26,13 +26,27 @@ impl KvCache {
         kind: Kind,
         device: Device,
     ) -> Result<Self> {
+        let shape = [batch, n_head, capacity, head_dim];
+        let refused = |err: tch::TchError| {
+            let bytes = 2.0
+                * n_layer as f64
+                * shape.iter().product::<i64>() as f64
+                * kind.elt_size_in_bytes() as f64;
+            let reason = err.to_string();
+            Error::Memory(format!(
+                "cannot allocate the KV cache for {batch} sequences of {capacity} positions \
+                 ({:.1} GiB on {device:?}): {}",
+                bytes / f64::from(1u32 << 30),
+                reason.lines().next().unwrap_or_default()
+            ))
+        };
         let layers = (0..n_layer)
             .map(|_| {
                 // Uninitialised on purpose: positions at or past `len` are never read, and
                 // zero-filling the whole block cost ~20% of a short generation.
                 Ok(LayerCache {
-                    keys: Tensor::f_empty([batch, n_head, capacity, head_dim], (kind, device))?,
-                    values: Tensor::f_empty([batch, n_head, capacity, head_dim], (kind, device))?,
+                    keys: Tensor::f_empty(shape, (kind, device)).map_err(refused)?,
+                    values: Tensor::f_empty(shape, (kind, device)).map_err(refused)?,
                 })
             })
             .collect::<Result<_>>()?;

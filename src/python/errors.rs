@@ -3,7 +3,9 @@
 //! built-in that fits) and looked up here when raised.
 
 use crate::error::Error;
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{
+    PyFileNotFoundError, PyMemoryError, PyOSError, PyRuntimeError, PyTypeError, PyValueError,
+};
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 
@@ -30,6 +32,7 @@ impl From<Error> for PyErr {
             Error::Image(_) => lverse_exception("ImageError", message),
             Error::NotFound(_) => PyFileNotFoundError::new_err(message),
             Error::Io(_) => PyOSError::new_err(message),
+            Error::Memory(_) => PyMemoryError::new_err(message),
             Error::Torch(_) | Error::Callback(_) => PyRuntimeError::new_err(message),
         }
     }
