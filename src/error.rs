@@ -24,7 +24,8 @@ pub enum Error {
     Torch(String),
     /// An allocation libtorch refused (a batch far too large): maps to `MemoryError`.
     Memory(String),
-    /// A Python callback (e.g. a progress hook) raised: maps to `RuntimeError`.
+    /// A Python call between steps (the progress hook, or signal handlers) raised. The
+    /// binding re-raises the original exception; the mapping to `RuntimeError` is a fallback.
     Callback(String),
 }
 

@@ -58,11 +58,6 @@ impl Sampling {
         Ok(())
     }
 
-    /// How many ids of a vocabulary of `vocab` are legal.
-    pub fn legal_count(&self, vocab: usize) -> usize {
-        self.legal_ids(vocab).iter().filter(|&&legal| legal).count()
-    }
-
     /// Which ids of a vocabulary of `vocab` are legal.
     fn legal_ids(&self, vocab: usize) -> Vec<bool> {
         if self.token_ranges.is_empty() {

@@ -147,6 +147,26 @@ def test_train_vae_config_file_is_read(tmp_path):
     assert args.config == lverse.AugVAEConfig(**SMALL, single_level=1)
 
 
+def test_train_vae_config_inline_json_longer_than_a_file_name(tmp_path):
+    from lverse.__main__ import build_parser
+
+    text = json.dumps({**json.loads(small_config_json()), "norm_groups": 32}, indent=4)
+    assert len(text) > 255  # longer than a file name may be
+    args = build_parser().parse_args(["train-vae", "--out", str(tmp_path), "--config", text])
+    assert args.config == lverse.AugVAEConfig(**SMALL, single_level=1)
+
+
+def test_checkpoint_errors_keep_their_list_of_problems(capsys, tmp_path, image):
+    model = lverse.AugVAE(lverse.AugVAEConfig(**SMALL, single_level=1))
+    with torch.no_grad():
+        next(iter(model.parameters())).view(-1)[0] = float("nan")
+    model.save(tmp_path / "bad.safetensors")
+    assert main(["reconstruct", str(image), "--ckpt", str(tmp_path / "bad.safetensors"), "-o", str(tmp_path)]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith("lverse reconstruct: error: ") and "1 problem(s):" in lines[0]
+    assert len(lines) == 2 and "NaN" in lines[1], lines
+
+
 def test_generate_output_must_be_a_writable_image_file(capsys, tmp_path):
     assert parse_error(capsys, "generate", "a red circle", "-o", tmp_path).endswith(
         f"error: argument -o/--output: '{tmp_path}' is a directory; expected an image file name such as "

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .cli import commands
+from .errors import CheckpointError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,10 +25,13 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except (OSError, ValueError, TypeError, RuntimeError) as err:
-        # A user's mistake gets one line, not a traceback: only the first line of messages
-        # that carry more (libtorch's, for one, append C++ frames).
+        # A user's mistake gets a message, not a traceback: only the first line of messages
+        # that carry more (libtorch's, for one, append C++ frames), except a checkpoint's,
+        # whose following lines list what is wrong with it.
         lines = str(err).strip().splitlines()
-        message = lines[0].strip() if lines else type(err).__name__
+        if not isinstance(err, CheckpointError):
+            lines = lines[:1]
+        message = "\n".join(lines) if lines else type(err).__name__
         print(f"lverse {args.command}: error: {message}", file=sys.stderr)
         return 1
 

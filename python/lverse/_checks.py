@@ -3,6 +3,8 @@ naming the argument and what it got."""
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 
@@ -12,17 +14,21 @@ def require_tensor(value, what: str) -> torch.Tensor:
     return value
 
 
+def _is_int(value) -> bool:
+    # numpy's ints count (numbers.Integral); bool is an int to Python, never a count or an id here.
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def require_int(value, what: str) -> int:
-    # bool is an int to Python, never a count or an id here.
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not _is_int(value):
         raise TypeError(f"{what} must be an int, got {type(value).__name__}")
-    return value
+    return int(value)
 
 
 def _require_int_at_least(value, what: str, minimum: int, expected: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if not _is_int(value) or value < minimum:
         raise ValueError(f"{what} must be {expected}, got {value!r}")
-    return value
+    return int(value)
 
 
 def require_positive_int(value, what: str) -> int:
@@ -36,7 +42,8 @@ def require_nonnegative_int(value, what: str) -> int:
 def require_field_types(config) -> None:
     """Every field of the dataclass ``config`` holds the type it is annotated with (``int``,
     ``float``, ``bool``, ``tuple[int, ...]``, optionally ``| None``): a bool or a float is
-    not accepted as an int, where the native core would silently take True as 1."""
+    not accepted as an int, where the native core would silently take True as 1. numpy
+    numbers and lists are stored as the plain Python values they stand for."""
     import dataclasses
 
     for field in dataclasses.fields(config):
@@ -47,18 +54,20 @@ def require_field_types(config) -> None:
                 continue
             kind = kind.removesuffix(" | None")
         if kind == "int":
-            require_int(value, field.name)
+            value = require_int(value, field.name)
         elif kind == "float":
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise TypeError(f"{field.name} must be a float, got {type(value).__name__}")
+            value = float(value)
         elif kind == "bool":
             if not isinstance(value, bool):
                 raise TypeError(f"{field.name} must be a bool, got {type(value).__name__}")
         elif kind == "tuple[int, ...]":
-            if not isinstance(value, tuple):
+            if not isinstance(value, (tuple, list)):
                 raise TypeError(f"{field.name} must be a tuple of ints, got {type(value).__name__}")
-            for entry in value:
-                require_int(entry, f"{field.name} entry")
+            value = tuple(require_int(entry, f"{field.name} entry") for entry in value)
+        # Plain Python values (numpy's become int/float), so the config saves as JSON.
+        object.__setattr__(config, field.name, value)
 
 
 def require_known_keys(d: dict, config_class, what: str) -> None:

@@ -34,7 +34,8 @@ class BiartCore:
     def generate(self, params: Params, idx: torch.Tensor, seg: torch.Tensor, steps: int, *, greedy: bool,
                  temperature: float, top_k: int | None, top_p: float | None, seed: int | None,
                  token_range: list[tuple[int, int]], stop_token: int | None, pad_token: int,
-                 progress: Callable[[int, int], object] | None = None) -> torch.Tensor: ...
+                 progress: Callable[[int, int], object] | None = None,
+                 interruptible: bool = False) -> torch.Tensor: ...
     def cached_logits(self, params: Params, idx: torch.Tensor, seg: torch.Tensor, prefix: int) -> torch.Tensor: ...
     def beam_search(self, params: Params, idx: torch.Tensor, seg: torch.Tensor, steps: int, *, beams: int,
                     token_range: list[tuple[int, int]], stop_token: int | None,

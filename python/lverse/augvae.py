@@ -43,9 +43,6 @@ class AugVAEConfig:
     norm_groups: int = 32
 
     def __post_init__(self):
-        for key in ("ch_mult", "inner_ch_mult"):
-            if isinstance(getattr(self, key), list):  # a list reads naturally; store it hashable
-                object.__setattr__(self, key, tuple(getattr(self, key)))
         require_field_types(self)
         if self.single_level is not None:
             require_nonnegative_int(self.single_level, "single_level")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,6 +16,12 @@ from . import _native
 from ._checks import require_field_types, require_int, require_tensor
 from ._params import build_tree, named_tensors
 from .layout import TokenLayout
+
+
+def _require_token_ids(stop_token, pad_token) -> None:
+    for name, token in (("stop_token", stop_token), ("pad_token", pad_token)):
+        if token is not None:
+            require_int(token, name)
 
 
 @dataclass(frozen=True)
@@ -128,9 +135,7 @@ class BiART(nn.Module):
         require_int(steps, "steps")
         if progress is not None and not callable(progress):
             raise TypeError(f"progress must be callable as progress(done, total), got {type(progress).__name__}")
-        for name, token in (("stop_token", stop_token), ("pad_token", pad_token)):
-            if token is not None:
-                require_int(token, name)
+        _require_token_ids(stop_token, pad_token)
         if top_k is not None:
             require_int(top_k, "top_k")
             if top_k < 1:
@@ -143,6 +148,8 @@ class BiART(nn.Module):
             top_k=top_k, top_p=None if top_p is None else float(top_p), seed=seed,
             token_range=_ranges(token_range), stop_token=stop_token, pad_token=pad_token,
             progress=progress,
+            # Only the main thread runs signal handlers, so only there is Ctrl-C worth a check.
+            interruptible=threading.current_thread() is threading.main_thread(),
         )
 
     @torch.no_grad()
@@ -163,6 +170,7 @@ class BiART(nn.Module):
         require_tensor(seg, "seg")
         require_int(steps, "steps")
         require_int(beams, "beams")
+        _require_token_ids(stop_token, pad_token)
         if beams < 1:
             raise ValueError(f"beams must be >= 1, got {beams}")
         return self._core.beam_search(self._tensors(), idx, seg, steps, beams=beams,

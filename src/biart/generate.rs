@@ -65,12 +65,13 @@ fn host_logits(logits: &Tensor) -> Result<Vec<f32>> {
     Ok(Vec::<f32>::try_from(&flat)?)
 }
 
-/// `len` copies of `value`, or a MemoryError instead of an aborting allocation.
-fn host_buffer(len: usize, value: i64) -> Result<Vec<i64>> {
+/// `len` copies of `value` (`what` they are, for the error), or a MemoryError instead of
+/// an aborting allocation.
+fn host_buffer(len: usize, value: i64, what: &str) -> Result<Vec<i64>> {
     let mut buffer = Vec::new();
     buffer
         .try_reserve_exact(len)
-        .map_err(|_| Error::Memory(format!("cannot allocate {len} output tokens on the host")))?;
+        .map_err(|_| Error::Memory(format!("cannot allocate {len} {what} on the host")))?;
     buffer.resize(len, value);
     Ok(buffer)
 }
@@ -105,7 +106,7 @@ pub fn generate(
     }
     // The cache first: for an absurd batch it is the allocation that fails, cleanly.
     let mut cache = model.new_cache(batch)?;
-    let mut out = host_buffer((batch * g.steps) as usize, g.pad_token)?;
+    let mut out = host_buffer((batch * g.steps) as usize, g.pad_token, "output tokens")?;
     let mut logits = model.forward_cached(idx, seg, &mut cache)?;
     let mask = g.sampling.mask(vocab, device)?;
     let mut finished = vec![false; batch as usize];
@@ -189,12 +190,6 @@ pub fn beam_search(
         ..Default::default()
     };
     checked.validate(vocab)?;
-    let legal = checked.legal_count(vocab as usize);
-    if beams > legal {
-        return Err(Error::Value(format!(
-            "beams must be in [1, {legal}] (the number of legal ids), got {beams}"
-        )));
-    }
     let _guard = tch::no_grad_guard();
     let device = model.device();
     let mask = checked.mask(vocab, device)?;
@@ -203,9 +198,12 @@ pub fn beam_search(
     let mut cache = model.new_cache(idx.size()[0])?;
     let prefill = model.forward_cached(idx, seg, &mut cache)?;
     // Every row starts as `width` copies; only the first is live so beams stay distinct.
-    let rows: Vec<i64> = (0..batch as i64)
-        .flat_map(|b| std::iter::repeat_n(b, width))
-        .collect();
+    // An absurd width fails here or in the cache's copy, as a MemoryError, not an abort.
+    let total = batch.saturating_mul(width);
+    let mut rows = host_buffer(total, 0, "beam rows")?;
+    for (i, row) in rows.iter_mut().enumerate() {
+        *row = (i / width) as i64;
+    }
     cache.select_rows(&Tensor::f_from_slice(&rows)?.f_to_device(device)?)?;
     let mut logits =
         prefill.f_index_select(0, &Tensor::f_from_slice(&rows)?.f_to_device(device)?)?;

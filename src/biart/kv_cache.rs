@@ -70,9 +70,16 @@ impl KvCache {
 
     /// Reorders the batch rows of every layer (beam search keeps the surviving beams).
     pub fn select_rows(&mut self, rows: &Tensor) -> Result<()> {
+        let refused = |err: tch::TchError| {
+            Error::Memory(format!(
+                "cannot allocate the KV cache for {} sequences: {}",
+                rows.size()[0],
+                err.to_string().lines().next().unwrap_or_default()
+            ))
+        };
         for layer in &mut self.layers {
-            layer.keys = layer.keys.f_index_select(0, rows)?;
-            layer.values = layer.values.f_index_select(0, rows)?;
+            layer.keys = layer.keys.f_index_select(0, rows).map_err(refused)?;
+            layer.values = layer.values.f_index_select(0, rows).map_err(refused)?;
         }
         Ok(())
     }

@@ -8,6 +8,10 @@ use crate::error::Error;
 use crate::sampling::Sampling;
 use pyo3::prelude::*;
 use pyo3_tch::PyTensor;
+use std::time::{Duration, Instant};
+
+/// How often a generation called from Python's main thread lets signal handlers run.
+const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 #[pyclass(name = "BiartCore", module = "lverse._native", frozen)]
 pub struct PyBiartCore {
@@ -66,7 +70,7 @@ impl PyBiartCore {
 
     /// Continues (B, T) prefixes by `steps` tokens with the KV-cached sampler.
     #[pyo3(signature = (params, idx, seg, steps, *, greedy, temperature, top_k, top_p, seed, token_range,
-        stop_token, pad_token, progress=None))]
+        stop_token, pad_token, progress=None, interruptible=false))]
     #[allow(clippy::too_many_arguments)]
     fn generate(
         &self,
@@ -84,6 +88,7 @@ impl PyBiartCore {
         stop_token: Option<i64>,
         pad_token: i64,
         progress: Option<PyObject>,
+        interruptible: bool,
     ) -> PyResult<PyTensor> {
         let tensors = unwrap(params);
         let request = Generation {
@@ -108,16 +113,31 @@ impl PyBiartCore {
                 Ok(model) => model,
                 Err(err) => return (Err(err), None),
             };
-            // Each step takes the GIL briefly: to run pending signal handlers, so Ctrl-C
-            // stops a long generation, and to call the progress callback.
+            // Between steps the loop takes the GIL briefly to call the progress callback,
+            // and (called from the main thread, where Python runs signal handlers) at most
+            // every SIGNAL_CHECK_INTERVAL to let Ctrl-C stop a long generation. Otherwise it
+            // never waits for the GIL, which another busy Python thread may hold for ms.
+            let mut last_check = Instant::now();
             let mut report = |done: i64, total: i64| -> crate::error::Result<()> {
+                let check_signals = interruptible && last_check.elapsed() >= SIGNAL_CHECK_INTERVAL;
+                if progress.is_none() && !check_signals {
+                    return Ok(());
+                }
+                if check_signals {
+                    last_check = Instant::now();
+                }
                 Python::with_gil(|py| {
-                    let result = py.check_signals().and_then(|()| match &progress {
+                    let signals = if check_signals {
+                        py.check_signals()
+                    } else {
+                        Ok(())
+                    };
+                    let result = signals.and_then(|()| match &progress {
                         None => Ok(()),
                         Some(callback) => callback.call1(py, (done, total)).map(|_| ()),
                     });
                     result.map_err(|err| {
-                        let message = format!("progress callback raised {err}");
+                        let message = format!("generation stopped: {err}");
                         raised = Some(err);
                         Error::Callback(message)
                     })

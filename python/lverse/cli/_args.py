@@ -50,12 +50,14 @@ fraction = _checked(_float, "a fraction between 0 and 1", lambda v: 0 <= v <= 1)
 def json_object(text: str) -> dict:
     """A JSON object given inline or as the path of a file holding one."""
     path = Path(text)
-    if path.is_file():
+    # Inline JSON first: a whole config is longer than a file name may be, and asking the
+    # filesystem about it raises OSError (which argparse does not catch).
+    if text.lstrip().startswith("{"):
+        source, origin = text, repr(text)
+    elif path.is_file():
         source, origin = path.read_text(), f"file {text!r}"
     elif path.exists():
         raise argparse.ArgumentTypeError(f"{text!r} is not a file; expected a JSON object or a .json file")
-    elif text.lstrip().startswith("{"):
-        source, origin = text, repr(text)
     else:
         # Neither a file nor JSON-looking text: most likely a mistyped path, so say that
         # rather than report a JSON syntax error at column 1.

@@ -94,7 +94,8 @@ def refuse_changed_architecture(args, model: BiART, vae: AugVAE, model_path: Pat
                          "drop these flags to resume, or train into a new --out")
     layout = model.layout
     if (layout.image_vocab, layout.image_len) != (vae.config.num_tokens, vae.tokens_per_image):
-        raise ValueError(f"cannot resume {model_path} with --vae {args.vae}: the model reads {layout.image_len} "
+        vae_name = f"--vae {args.vae}" if args.vae is not None else "the shipped AugVAE"
+        raise ValueError(f"cannot resume {model_path} with {vae_name}: the model reads {layout.image_len} "
                          f"codes from a {layout.image_vocab}-code codebook, the AugVAE gives "
                          f"{vae.tokens_per_image} from {vae.config.num_tokens}")
 
