@@ -93,7 +93,7 @@ def test_nan_logits_are_an_error_not_token_zero():
     (lambda m: tasks.score(m, LAYOUT, text_part().float(), image_part(), given="text"), TypeError,
      "caption ids must be int64, got torch.float32"),
     (lambda m: tasks.score(m, TokenLayout(10, 10, 4, 4), text_part(), image_part(), given="text"), ValueError,
-     r"the layout \(vocabulary 24, sequences of 10\) does not fit the model \(vocabulary 40, block size 12\)"),
+     r"layout needs vocab_size 24 and block_size >= 10, the model has 40 and 12"),
     (lambda m: tasks.generate_caption_ids(m, LAYOUT, image_part(), beams=0), ValueError,
      "beams must be a positive int, got 0"),
     (lambda m: tasks.generate_caption_ids(m, LAYOUT, image_part(), beams=True), ValueError,

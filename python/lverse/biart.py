@@ -91,11 +91,7 @@ class BiART(nn.Module):
     def attach(self, layout: TokenLayout | None, tokenizer=None) -> None:
         """Sets the token layout (and tokenizer) after checking they fit the model."""
         if layout is not None:
-            if layout.vocab_size != self.config.vocab_size or layout.block_size > self.config.block_size:
-                raise ValueError(
-                    f"layout needs vocab_size {layout.vocab_size} and block_size >= {layout.block_size}, "
-                    f"the model has {self.config.vocab_size} and {self.config.block_size}"
-                )
+            layout.require_fits(self.config)
             if tokenizer is not None and tokenizer.vocab_size != layout.text_vocab:
                 raise ValueError(
                     f"tokenizer has {tokenizer.vocab_size} ids but the layout's text vocabulary is {layout.text_vocab}"

@@ -85,6 +85,15 @@ class TokenLayout:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def require_fits(self, config) -> None:
+        """A model with ``config`` (a BiARTConfig) reads this layout: the same vocabulary, and
+        sequences that fit its block."""
+        if self.vocab_size != config.vocab_size or self.block_size > config.block_size:
+            raise ValueError(
+                f"layout needs vocab_size {self.vocab_size} and block_size >= {self.block_size}, "
+                f"the model has {config.vocab_size} and {config.block_size}"
+            )
+
     # -- captions ---------------------------------------------------------------------
 
     def caption_ids(self, token_ids: list[int]) -> list[int]:

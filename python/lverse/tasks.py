@@ -17,12 +17,7 @@ def _check_pair(model, layout: TokenLayout) -> None:
     that fit its block."""
     if not isinstance(layout, TokenLayout):
         raise TypeError(f"layout must be a TokenLayout, got {type(layout).__name__}")
-    config = model.config
-    if config.vocab_size != layout.vocab_size or config.block_size < layout.block_size:
-        raise ValueError(
-            f"the layout (vocabulary {layout.vocab_size}, sequences of {layout.block_size}) does not fit the "
-            f"model (vocabulary {config.vocab_size}, block size {config.block_size})"
-        )
+    layout.require_fits(model.config)
 
 
 def _require_candidates(candidates, rows: int, length: int, what: str) -> None:
