@@ -142,7 +142,7 @@ class TokenLayout:
 
     # -- sequences --------------------------------------------------------------------
 
-    def _check_text(self, text) -> None:
+    def check_caption_ids(self, text) -> None:
         """Caption parts (B, text_len), int64, holding text ids, EOC or PAD."""
         _require_ids(text, "caption ids", self.text_len)
         legal = ((text >= 0) & (text < self.text_vocab)) | (text == self.eoc) | (text == self.pad)
@@ -151,7 +151,7 @@ class TokenLayout:
             raise ValueError(f"caption id {bad} is neither a text id in [0, {self.text_vocab}) "
                              f"nor EOC ({self.eoc}) or PAD ({self.pad})")
 
-    def _check_image(self, image, batch: int | None = None) -> None:
+    def check_image_ids(self, image, batch: int | None = None) -> None:
         """AugVAE ids (B, image_len), int64, in [0, image_vocab) (without the offset)."""
         _require_ids(image, "image ids", self.image_len, batch)
         if image.numel() and (image.min() < 0 or image.max() >= self.image_vocab):
@@ -161,9 +161,9 @@ class TokenLayout:
     def text_to_image(self, text: torch.Tensor, image: torch.Tensor | None = None):
         """(idx, seg) of ``[SOC] caption [SOI] image`` (image omitted: a generation prompt).
         ``image`` holds AugVAE ids (without the offset)."""
-        self._check_text(text)
+        self.check_caption_ids(text)
         if image is not None:
-            self._check_image(image, text.shape[0])
+            self.check_image_ids(image, text.shape[0])
         b = text.shape[0]
         parts = [torch.full((b, 1), self.soc, dtype=torch.long, device=text.device), text,
                  torch.full((b, 1), self.soi, dtype=torch.long, device=text.device)]
@@ -175,9 +175,9 @@ class TokenLayout:
 
     def image_to_text(self, image: torch.Tensor, text: torch.Tensor | None = None):
         """(idx, seg) of ``[SOI] image [SOC] caption`` (caption omitted: a prompt)."""
-        self._check_image(image)
+        self.check_image_ids(image)
         if text is not None:
-            self._check_text(text)
+            self.check_caption_ids(text)
             if text.shape[0] != image.shape[0]:
                 raise ValueError(f"{text.shape[0]} captions for {image.shape[0]} images")
         b = image.shape[0]

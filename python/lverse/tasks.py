@@ -114,7 +114,7 @@ def rerank_captions(model, layout: TokenLayout, image: torch.Tensor,
     same model: the caption under which the image is most likely explains it best.
     Returns (order (B, C) best first, scores (B, C))."""
     _check_pair(model, layout)
-    layout.image_to_text(image)  # checks the images
+    layout.check_image_ids(image)
     _require_candidates(candidates, image.shape[0], layout.text_len, "candidate caption ids")
     b, c, t = candidates.shape
     flat_image = image.repeat_interleave(c, 0)
@@ -129,7 +129,7 @@ def rerank(model, layout: TokenLayout, text: torch.Tensor,
     scores log p(caption | candidate) with the image-to-text direction of the same model.
     Returns (order (B, C) best first, scores (B, C))."""
     _check_pair(model, layout)
-    layout.text_to_image(text)  # checks the captions
+    layout.check_caption_ids(text)
     _require_candidates(candidates, text.shape[0], layout.image_len, "candidate image ids")
     b, c, n = candidates.shape
     flat_text = text.repeat_interleave(c, 0)
