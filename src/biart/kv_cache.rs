@@ -27,18 +27,16 @@ impl KvCache {
         device: Device,
     ) -> Result<Self> {
         let shape = [batch, n_head, capacity, head_dim];
-        let refused = |err: tch::TchError| {
+        let refused = |err| {
             let bytes = 2.0
                 * n_layer as f64
                 * shape.iter().product::<i64>() as f64
                 * kind.elt_size_in_bytes() as f64;
-            let reason = err.to_string();
-            Error::Memory(format!(
-                "cannot allocate the KV cache for {batch} sequences of {capacity} positions \
-                 ({:.1} GiB on {device:?}): {}",
-                bytes / f64::from(1u32 << 30),
-                reason.lines().next().unwrap_or_default()
-            ))
+            let gib = bytes / f64::from(1u32 << 30);
+            allocation_refused(
+                format!("{batch} sequences of {capacity} positions ({gib:.1} GiB on {device:?})"),
+                err,
+            )
         };
         let layers = (0..n_layer)
             .map(|_| {
@@ -70,19 +68,23 @@ impl KvCache {
 
     /// Reorders the batch rows of every layer (beam search keeps the surviving beams).
     pub fn select_rows(&mut self, rows: &Tensor) -> Result<()> {
-        let refused = |err: tch::TchError| {
-            Error::Memory(format!(
-                "cannot allocate the KV cache for {} sequences: {}",
-                rows.size()[0],
-                err.to_string().lines().next().unwrap_or_default()
-            ))
-        };
+        let refused = |err| allocation_refused(format!("{} sequences", rows.size()[0]), err);
         for layer in &mut self.layers {
             layer.keys = layer.keys.f_index_select(0, rows).map_err(refused)?;
             layer.values = layer.values.f_index_select(0, rows).map_err(refused)?;
         }
         Ok(())
     }
+}
+
+/// libtorch refusing a cache allocation, as a MemoryError naming what was asked for and
+/// the first line of libtorch's message (the rest is C++ frames).
+fn allocation_refused(what: String, err: tch::TchError) -> Error {
+    let reason = err.to_string();
+    Error::Memory(format!(
+        "cannot allocate the KV cache for {what}: {}",
+        reason.lines().next().unwrap_or_default()
+    ))
 }
 
 impl LayerCache {
