@@ -56,18 +56,8 @@ class AugVAEConfig:
     @classmethod
     def from_dict(cls, d: dict) -> AugVAEConfig:
         require_config_dict(d, cls, "AugVAE")
-        d = dict(d)
-        for key in ("ch_mult", "inner_ch_mult"):
-            if key in d:
-                d[key] = _int_tuple(d[key], key)
+        # JSON gives the multipliers as lists; __post_init__ checks them and stores tuples.
         return cls(**d)
-
-
-def _int_tuple(value, key: str) -> tuple[int, ...]:
-    # JSON has no tuples: the multipliers come back as a list.
-    if not isinstance(value, (list, tuple)) or not all(type(m) is int for m in value):
-        raise TypeError(f"{key} must be a list of ints, got {value!r}")
-    return tuple(value)
 
 
 class AugVAE(nn.Module):
