@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from .cli import commands
-from .errors import CheckpointError
+from .errors import CheckpointError, first_line
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,10 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         # A user's mistake gets a message, not a traceback: only the first line of messages
         # that carry more (libtorch's, for one, append C++ frames), except a checkpoint's,
         # whose following lines list what is wrong with it.
-        lines = str(err).strip().splitlines()
-        if not isinstance(err, CheckpointError):
-            lines = lines[:1]
-        message = "\n".join(lines) if lines else type(err).__name__
+        message = (str(err).strip() or type(err).__name__) if isinstance(err, CheckpointError) else first_line(err)
         print(f"lverse {args.command}: error: {message}", file=sys.stderr)
         return 1
 

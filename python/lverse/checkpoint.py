@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ._checks import require_known_keys
-from .errors import CheckpointError
+from .errors import CheckpointError, first_line
 
 FORMAT_KEY = "lverse.format"
 CONFIG_KEY = "lverse.config"
@@ -72,8 +72,7 @@ def _torch_load(path: Path) -> object:
                 "(only tensors, containers, argparse.Namespace and Lightning's AttributeDict are allowed, "
                 "so that loading runs no code from the file)"
             ) from err
-        first_line = re.sub(r"\x1b\[[0-9;]*m", "", text.strip().splitlines()[0]) if text.strip() else type(err).__name__
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {first_line}") from err
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {first_line(err)}") from err
 
 
 def _read_safetensors(path: Path, kind: str) -> tuple[dict, dict, dict]:

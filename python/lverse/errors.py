@@ -2,6 +2,16 @@
 either ``lverse.LverseError`` or the usual ``ValueError``."""
 
 
+import re
+
+
+def first_line(err: BaseException) -> str:
+    """An exception's message cut to its first line, without terminal colour codes:
+    libtorch's messages go on with C++ frames. The exception's type name if it is empty."""
+    text = str(err).strip()
+    return re.sub(r"\x1b\[[0-9;]*m", "", text.splitlines()[0]) if text else type(err).__name__
+
+
 class LverseError(Exception):
     """Base class of every error lverse raises on its own account."""
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, first_line
 
 
 def seed_everything(seed: int) -> None:
@@ -86,8 +86,7 @@ def load_train_state(path: Path, optimizer) -> dict:
         torch.set_rng_state(state["torch_rng"])
         random.setstate(state["python_rng"])
     except (TypeError, ValueError, RuntimeError) as err:
-        message = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise CheckpointError(f"cannot resume from {path}: it does not fit this run ({message})") from err
+        raise CheckpointError(f"cannot resume from {path}: it does not fit this run ({first_line(err)})") from err
     return state
 
 
