@@ -164,6 +164,8 @@ def main():
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     rows = []
+    # The shipped default model's size: 4 x 256 x 4 heads, 64 image ids after a 16-id prefix.
+    rows += bench("default 4x256", 4, 256, 4, 14, 64, 256, 64, [1, 16], None, uncached=not args.quick, repeats=5)
     # The issue's layout: 256 image ids after a 32-id caption, 8 x 512 x 8 heads, 8192 codes.
     rows += bench("issue 8x512", 8, 512, 8, 32, 256, 8192, 1000, [1, 16],
                   64 if args.quick else None, uncached=not args.quick)
