@@ -59,7 +59,8 @@ def test_bad_config():
 def test_tampered_parameter_is_reported(model):
     broken, _ = make_pair(single_level=1)
     broken.encoders[0].conv_in.weight = torch.nn.Parameter(torch.zeros(2, 2))
-    with pytest.raises(lverse.CheckpointError, match=r"encoders.0.conv_in.weight: expected shape \[32, 3, 3, 3\]"):
+    with pytest.raises(lverse.NativePathError,
+                       match=r"encoders.0.conv_in.weight has shape \(2, 2\), expected \(32, 3, 3, 3\)"):
         broken.encode(torch.zeros(1, 3, 32, 32))
 
 

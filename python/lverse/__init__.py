@@ -11,7 +11,7 @@ import torch  # noqa: F401
 from . import _native, images, layout, tasks, vq
 from .augvae import AugVAE, AugVAEConfig
 from .biart import BiART, BiARTConfig
-from .errors import CheckpointError, ImageError, LverseError
+from .errors import CheckpointError, ImageError, LverseError, NativePathError
 from .pipeline import LVerse, caption, generate, load
 from .tokenizer import Tokenizer
 
@@ -26,6 +26,7 @@ __all__ = [
     "ImageError",
     "LVerse",
     "LverseError",
+    "NativePathError",
     "Tokenizer",
     "caption",
     "generate",

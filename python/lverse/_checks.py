@@ -8,6 +8,15 @@ import numbers
 import torch
 
 
+def kind_name(dtype: torch.dtype) -> str:
+    """libtorch's name of a dtype ("Int", "Float"), as the native checks word it, so one
+    mistake reads the same from the PyTorch forward and the native paths."""
+    names = {torch.int64: "Int64", torch.int32: "Int", torch.int16: "Short", torch.int8: "Char",
+             torch.uint8: "Uint8", torch.bool: "Bool", torch.float16: "Half", torch.bfloat16: "BFloat16",
+             torch.float32: "Float", torch.float64: "Double"}
+    return names.get(dtype, str(dtype).removeprefix("torch."))
+
+
 def require_tensor(value, what: str) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{what} must be a torch.Tensor, got {type(value).__name__}")

@@ -1,8 +1,10 @@
-"""Builds a torch.nn.Module tree from the native core's parameter list.
+"""Initialises a hand-written ``torch.nn.Module`` tree from the native core's parameter list.
 
 The core names every parameter once (official state_dict names, shapes, initialisers and
-weight tying); this turns that list into ordinary registered ``nn.Parameter``s and buffers
-so that state_dict, optimizers, ``.to()`` and DDP treat the model like any other module.
+weight tying), because its inference paths bind to the module's tensors by those names.
+The Python modules are written as ordinary PyTorch layers; ``initialize_from_specs`` checks
+at construction that their tree carries exactly the core's names, shapes and ties, so the two
+cannot drift apart, and gives every tensor the core's initial value.
 """
 
 from __future__ import annotations
@@ -11,31 +13,6 @@ import math
 
 import torch
 from torch import nn
-
-
-class ParamNode(nn.Module):
-    """A container in the parameter tree (e.g. ``encoders.0.down.1``); holds no logic.
-
-    Numbered children index like an ``nn.ModuleList``: ``model.encoders[0].down[1]``.
-    """
-
-    def __getitem__(self, index: int) -> nn.Module:
-        if isinstance(index, int) and index < 0:
-            index += len(self)
-        try:
-            return self._modules[str(index)]
-        except KeyError:
-            raise IndexError(f"index {index} out of range for {len(self)} children") from None
-
-    def extra_repr(self) -> str:
-        own = list(self._parameters.items()) + list(self._buffers.items())
-        return ", ".join(f"{name}: {tuple(t.shape)}" for name, t in own if t is not None)
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
 
 
 def _initial_value(shape, init: str, arg: str, created: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -56,36 +33,35 @@ def _initial_value(shape, init: str, arg: str, created: dict[str, torch.Tensor])
     raise ValueError(f"unknown initialiser {init!r}")
 
 
-def _child(parent: nn.Module, name: str) -> nn.Module:
-    child = parent._modules.get(name)
-    if child is None:
-        child = ParamNode()
-        parent.add_module(name, child)
-    return child
-
-
-def build_tree(root: nn.Module, specs) -> None:
-    """Registers every parameter of ``specs`` under ``root`` with its dotted name."""
-    created: dict[str, torch.Tensor] = {}
-    for name, shape, init, arg, trainable, buffer, tied_to in specs:
-        *path, leaf = name.split(".")
-        module = root
-        for part in path:
-            module = _child(module, part)
-        if tied_to is not None:
-            tensor = created[tied_to]
-        else:
-            value = _initial_value(shape, init, arg, created)
-            tensor = value if buffer else nn.Parameter(value, requires_grad=trainable)
-        if buffer:
-            module.register_buffer(leaf, tensor)
-        else:
-            module.register_parameter(leaf, tensor)
-        created[name] = tensor
-
-
 def named_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
     """Every parameter and buffer by its full name, tied names included."""
     tensors = dict(module.named_parameters(remove_duplicate=False))
     tensors.update(module.named_buffers(remove_duplicate=False))
     return tensors
+
+
+def initialize_from_specs(module: nn.Module, specs) -> None:
+    """Fills every tensor of ``module`` with the core's initial value; raises RuntimeError
+    if the tree's names, shapes, kinds or ties differ from the core's list (a bug in lverse,
+    not a user error)."""
+    tensors = named_tensors(module)
+    buffers = {name for name, _ in module.named_buffers(remove_duplicate=False)}
+    expected = {spec[0] for spec in specs}
+    if set(tensors) != expected:
+        raise RuntimeError(
+            f"{type(module).__name__}'s tree differs from the native core's: "
+            f"only in Python {sorted(set(tensors) - expected)}, only native {sorted(expected - set(tensors))}"
+        )
+    created: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for name, shape, init, arg, trainable, buffer, tied_to in specs:
+            tensor = tensors[name]
+            if (tuple(tensor.shape) != tuple(shape) or (name in buffers) != buffer
+                    or (not buffer and tensor.requires_grad != trainable)):
+                raise RuntimeError(f"{name}: Python and native disagree on its shape, kind or trainability")
+            if tied_to is not None:
+                if tensor is not tensors[tied_to]:
+                    raise RuntimeError(f"{name} must be the same tensor as {tied_to}")
+            else:
+                tensor.copy_(_initial_value(shape, init, arg, created))
+            created[name] = tensor

@@ -4,6 +4,7 @@ the native core."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import threading
 from collections.abc import Callable
@@ -13,8 +14,10 @@ import torch
 from torch import nn
 
 from . import _native
-from ._checks import require_field_types, require_int, require_tensor
-from ._params import build_tree, named_tensors
+from ._checks import kind_name, require_field_types, require_int, require_tensor
+from ._native_guard import module_structure, native_tensors
+from ._params import initialize_from_specs, named_tensors
+from .biart_layers import Block
 from .layout import TokenLayout
 
 
@@ -56,8 +59,13 @@ class BiART(nn.Module):
     """One causal transformer for both directions of L-Verse.
 
     ``forward(idx, seg)`` returns logits (B, T, V); ``seg`` marks the conditioning part
-    (0, REF) and the part being generated (1, GEN). Parameter names are the pre-2022 minGPT
-    tree plus ``seg_emb``, so a minGPT-style state_dict loads with ``strict=True``.
+    (0, REF) and the part being generated (1, GEN). The tree is minGPT's (2021: ``tok_emb``,
+    ``pos_emb``, ``drop``, ``blocks.N`` of :class:`~lverse.biart_layers.Block`, ``ln_f``,
+    ``head``) plus ``seg_emb``, so a minGPT-style state_dict loads with ``strict=True``, and
+    ``forward`` is plain PyTorch: hooks, adapters, autocast, checkpointing, FSDP and
+    ``torch.compile`` work as for any module. ``generate``, ``beam_search`` and
+    ``cached_logits`` run lverse's native KV-cached loops on the same tensors (no copy); they
+    refuse a module they cannot represent (see :class:`lverse.NativePathError`).
     """
 
     def __init__(self, vocab_size: int | None = None, block_size: int | None = None,
@@ -70,9 +78,21 @@ class BiART(nn.Module):
                 raise TypeError("BiART needs vocab_size and block_size (or a config)")
             config = BiARTConfig(vocab_size, block_size, n_layer, n_head, n_embd,
                                  embd_pdrop, resid_pdrop, attn_pdrop)
+        specs = _param_specs(config)  # validates the config first
         self.config = config
-        self._core = _native.BiartCore(**config.to_dict())
-        build_tree(self, self._core.param_specs())
+        c = config
+        self.tok_emb = nn.Embedding(c.vocab_size, c.n_embd)
+        self.seg_emb = nn.Embedding(2, c.n_embd)
+        self.pos_emb = nn.Parameter(torch.zeros(1, c.block_size, c.n_embd))
+        self.drop = nn.Dropout(c.embd_pdrop)
+        self.blocks = nn.ModuleList(
+            Block(c.n_embd, c.n_head, c.block_size, c.attn_pdrop, c.resid_pdrop) for _ in range(c.n_layer)
+        )
+        self.ln_f = nn.LayerNorm(c.n_embd)
+        self.head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
+        initialize_from_specs(self, specs)
+        # What the native loops assume the tree to be; they refuse anything else.
+        self._native_structure = module_structure(self)
         # What the ids mean; travels with the weights in save()/from_checkpoint().
         self.layout: TokenLayout | None = None
         self.tokenizer = None
@@ -106,11 +126,17 @@ class BiART(nn.Module):
     def _tensors(self) -> dict[str, torch.Tensor]:
         return named_tensors(self)
 
+    def _native_tensors(self, what: str) -> dict[str, torch.Tensor]:
+        return native_tensors(self, _param_specs(self.config), self._native_structure, what)
+
     def forward(self, idx: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
         """Logits (B, T, vocab) for token ids and segment ids, both int64 (B, T)."""
-        require_tensor(idx, "idx")
-        require_tensor(seg, "seg")
-        return self._core.forward(self._tensors(), idx, seg, self.training)
+        _check_ids(idx, seg, self.config, self.pos_emb.device)
+        t = idx.shape[1]
+        x = self.drop(self.tok_emb(idx) + self.seg_emb(seg) + self.pos_emb[:, :t])
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.ln_f(x))
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, seg: torch.Tensor, steps: int, *, greedy: bool = False,
@@ -139,8 +165,8 @@ class BiART(nn.Module):
         if seed is not None:
             require_int(seed, "seed")
             seed %= 2**64
-        return self._core.generate(
-            self._tensors(), idx, seg, steps, greedy=greedy, temperature=float(temperature),
+        return _biart_core(self.config).generate(
+            self._native_tensors("sampler (generate)"), idx, seg, steps, greedy=greedy, temperature=float(temperature),
             top_k=top_k, top_p=None if top_p is None else float(top_p), seed=seed,
             token_range=_ranges(token_range), stop_token=stop_token, pad_token=pad_token,
             progress=progress,
@@ -155,7 +181,7 @@ class BiART(nn.Module):
         require_tensor(idx, "idx")
         require_tensor(seg, "seg")
         require_int(prefix, "prefix")
-        return self._core.cached_logits(self._tensors(), idx, seg, prefix)
+        return _biart_core(self.config).cached_logits(self._native_tensors("cached_logits"), idx, seg, prefix)
 
     @torch.no_grad()
     def beam_search(self, idx: torch.Tensor, seg: torch.Tensor, steps: int, *, beams: int = 4,
@@ -169,9 +195,9 @@ class BiART(nn.Module):
         _require_token_ids(stop_token, pad_token)
         if beams < 1:
             raise ValueError(f"beams must be >= 1, got {beams}")
-        return self._core.beam_search(self._tensors(), idx, seg, steps, beams=beams,
-                                      token_range=_ranges(token_range), stop_token=stop_token,
-                                      pad_token=pad_token)
+        return _biart_core(self.config).beam_search(
+            self._native_tensors("beam_search"), idx, seg, steps, beams=beams,
+            token_range=_ranges(token_range), stop_token=stop_token, pad_token=pad_token)
 
     def save(self, path: str | os.PathLike, metadata: dict | None = None) -> None:
         """Writes safetensors carrying the config, the token layout and the tokenizer
@@ -185,7 +211,7 @@ class BiART(nn.Module):
         if self.tokenizer is not None:
             extra["tokenizer"] = self.tokenizer.to_json()
         save_safetensors(path, "biart", self.config.to_dict(), self._tensors(),
-                         self._core.param_specs(), extra=extra)
+                         _param_specs(self.config), extra=extra)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, map_location="cpu") -> BiART:
@@ -205,7 +231,7 @@ class BiART(nn.Module):
     def load_checked(self, state: dict[str, torch.Tensor], source: str = "state dict") -> None:
         from .checkpoint import check_state_dict
 
-        check_state_dict(state, self._core.param_specs(), f"{source} does not fit BiART({self.extra_repr()})")
+        check_state_dict(state, _param_specs(self.config), f"{source} does not fit BiART({self.extra_repr()})")
         self.load_state_dict(state, strict=True)
 
 
@@ -234,3 +260,46 @@ def _ranges(token_range) -> list[tuple[int, int]]:
     if len(token_range) == 2 and all(isinstance(v, int) for v in token_range):
         return [tuple(token_range)]
     return [tuple(r) for r in token_range]
+
+
+@functools.lru_cache(maxsize=16)
+def _biart_core(config: BiARTConfig):
+    """The native half for a config: it holds only the configuration (the tensors come from
+    the module on every call), so modules stay picklable and deep-copyable."""
+    return _native.BiartCore(**config.to_dict())
+
+
+@functools.lru_cache(maxsize=16)
+def _param_specs(config: BiARTConfig) -> tuple:
+    return tuple(_biart_core(config).param_specs())
+
+
+def _check_ids(idx, seg, config: BiARTConfig, device: torch.device) -> None:
+    """forward's argument checks, with the native paths' messages. The value checks read
+    the ids, so compiled graphs (which must not sync) and functorch transforms skip them."""
+    require_tensor(idx, "idx")
+    require_tensor(seg, "seg")
+    if idx.dim() != 2:
+        raise ValueError(f"expected token ids of shape (B, T), got {list(idx.shape)}")
+    if seg.shape != idx.shape:
+        raise ValueError(f"segment ids must have the token ids' shape {list(idx.shape)}, got {list(seg.shape)}")
+    for what, t in (("token", idx), ("segment", seg)):
+        if t.dtype != torch.int64:
+            raise TypeError(f"expected int64 {what} ids, got {kind_name(t.dtype)}")
+        if t.device != device:
+            raise TypeError(f"{what} ids are on {t.device} but the model is on {device}")
+    if idx.shape[1] > config.block_size:
+        raise ValueError(f"sequence of {idx.shape[1]} tokens exceeds the block size {config.block_size}")
+    if torch.compiler.is_compiling() or _is_transformed(idx) or idx.numel() == 0 or idx.is_meta:
+        return
+    low, high = int(idx.min()), int(idx.max())
+    if low < 0 or high >= config.vocab_size:
+        raise ValueError(f"token id {low if low < 0 else high} is outside the vocabulary [0, {config.vocab_size})")
+    low, high = int(seg.min()), int(seg.max())
+    if low < 0 or high > 1:
+        raise ValueError(f"segment id {low if low < 0 else high} is not 0 (REF) or 1 (GEN)")
+
+
+def _is_transformed(t: torch.Tensor) -> bool:
+    # A tensor seen inside vmap/grad is a functorch wrapper whose values cannot be read.
+    return torch._C._functorch.is_functorch_wrapped_tensor(t)

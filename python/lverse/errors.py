@@ -22,3 +22,10 @@ class CheckpointError(LverseError, ValueError):
 
 class ImageError(LverseError, ValueError):
     """An image that cannot be decoded (corrupt, truncated, unsupported)."""
+
+
+class NativePathError(LverseError, RuntimeError):
+    """A native inference path (sampler, beam search, encode/decode) was asked to run a module
+    it cannot represent as it now is: an adapter, a hook, a parametrization, a replaced layer.
+    The native code would compute the stock architecture and silently ignore the change, so
+    it refuses; the module's PyTorch ``forward`` honours it."""

@@ -16,6 +16,21 @@ if it matters), otherwise the ids are CLIP's.
 
 from __future__ import annotations
 
+import copyreg
+
 from ._native import Tokenizer
 
 __all__ = ["Tokenizer"]
+
+
+def _from_json(text: str) -> Tokenizer:
+    return Tokenizer.from_json(text)
+
+
+def _reduce(tokenizer: Tokenizer):
+    # The native class has no pickle support of its own; its JSON form is complete, so
+    # pickle, deepcopy and torch.save(model) of a BiART carrying one all go through it.
+    return _from_json, (tokenizer.to_json(),)
+
+
+copyreg.pickle(Tokenizer, _reduce)

@@ -5,6 +5,10 @@ squared Euclidean distance. On the CPU it runs a fused native kernel (blocked do
 with precomputed codebook norms and a running argmin, in parallel, never holding the N×K
 distance matrix); on CUDA, libtorch matmuls over chunks of the codebook with a running
 argmin, so memory stays bounded by one chunk (256 MiB).
+
+The search is registered as the PyTorch custom operator ``torch.ops.lverse.vq_nearest``
+with a fake (meta) implementation, so the quantizer calls it inside training forwards,
+``torch.compile(fullgraph=True)`` graphs and ``torch.export`` programs without a graph break.
 """
 
 from __future__ import annotations
@@ -44,4 +48,20 @@ def nearest(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torc
     for name, value in (("z", z), ("codebook", codebook)):
         if not isinstance(value, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
-    return _native.vq_nearest(z, codebook)
+    # The search is not differentiable: outputs never carry a grad_fn, whatever the inputs.
+    with torch.no_grad():
+        return _vq_nearest(z, codebook)
+
+
+@torch.library.custom_op("lverse::vq_nearest", mutates_args=())
+def _vq_nearest(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return tuple(_native.vq_nearest(z, codebook))
+
+
+@_vq_nearest.register_fake
+def _(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    # Shapes and dtypes only; the native function checks the values when it really runs.
+    torch._check(z.dim() == 2 and codebook.dim() == 2, lambda: "z and codebook must be 2-D")
+    torch._check(z.shape[1] == codebook.shape[1], lambda: "z and codebook must have the same D")
+    distance = torch.float64 if z.dtype == torch.float64 else torch.float32
+    return z.new_empty(z.shape[0], dtype=torch.int64), z.new_empty(z.shape[0], dtype=distance)

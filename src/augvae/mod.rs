@@ -8,7 +8,7 @@ pub mod model;
 pub mod quantizer;
 
 pub use config::AugVaeConfig;
-pub use model::{AugVae, Reconstruction};
+pub use model::AugVae;
 
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,6 @@
-//! AugVAE-ML and AugVAE-SL: the module tree with official names, and the three entry
-//! points (encode to ids, decode from ids, the training forward).
+//! AugVAE-ML and AugVAE-SL: the module tree with official names, and the two native
+//! inference entry points (encode to ids, decode from ids). Training runs in PyTorch
+//! (`lverse/augvae.py`) on the same tensors.
 
 use super::blocks::{channels_last, Conv2d};
 use super::config::AugVaeConfig;
@@ -20,12 +21,6 @@ pub struct AugVae {
     /// SL only: 1x1 convolutions standing in for the concatenated ML decoder input.
     connectors: Vec<Conv2d>,
     kind: Kind,
-}
-
-/// The result of the training forward.
-pub struct Reconstruction {
-    pub image: Tensor,
-    pub commitment: Tensor,
 }
 
 /// A 1x1 convolution whose weight (not bias) is level 0's, as `quant_weight_share` does.
@@ -79,9 +74,6 @@ impl AugVae {
                     &quant.sub(l),
                     c.num_tokens,
                     c.codebook_dim,
-                    c.beta,
-                    c.ema_decay,
-                    c.ema_eps,
                     (l > 0).then_some(&tie),
                 )
             })
@@ -329,38 +321,5 @@ impl AugVae {
             dec = Some(decoder.forward(&input)?);
         }
         dec.ok_or_else(|| Error::Value("the model has no decoder".into()))
-    }
-
-    /// Recomputes the shared codebook from its EMA statistics (after DDP averaging).
-    pub fn renormalize_codebook(&self) -> Result<()> {
-        self.quantizers[0].renormalize()
-    }
-
-    /// The training forward: straight-through reconstruction and the summed commitment
-    /// loss of every quantized level; updates the EMA codebook when asked (train mode).
-    pub fn forward(&self, x: &Tensor, update_ema: bool) -> Result<Reconstruction> {
-        self.check_images(x)?;
-        let features = self.encode_features(x, self.config.num_encoders() - 1)?;
-        let mut codes = Vec::with_capacity(features.len());
-        let mut commitment: Option<Tensor> = None;
-        for (level, h) in features.iter().enumerate() {
-            let quantized =
-                self.quantizers[level].forward(&self.pre_quants[level].forward(h)?, update_ema)?;
-            commitment = Some(match commitment {
-                None => quantized.commitment,
-                Some(total) => total.f_add(&quantized.commitment)?,
-            });
-            codes.push(quantized.codes);
-        }
-        let kept: Vec<Tensor> = self
-            .config
-            .token_levels()
-            .iter()
-            .map(|&l| codes[l].shallow_clone())
-            .collect();
-        let image = self.decode_codes(&kept)?;
-        let commitment =
-            commitment.ok_or_else(|| Error::Value("the model has no encoder".into()))?;
-        Ok(Reconstruction { image, commitment })
     }
 }

@@ -122,9 +122,6 @@ fn shapes_through_every_entry_point() {
         assert_eq!(ids.kind(), Kind::Int64);
         assert!(ids.max().int64_value(&[]) < 64 && ids.min().int64_value(&[]) >= 0);
         assert_eq!(model.decode(&ids, None).unwrap().size(), vec![2, 3, 32, 32]);
-        let out = model.forward(&x, true).unwrap();
-        assert_eq!(out.image.size(), vec![2, 3, 32, 32]);
-        assert_eq!(out.commitment.dim(), 0);
     }
 }
 

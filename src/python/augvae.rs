@@ -101,28 +101,4 @@ impl PyAugVaeCore {
         })?;
         Ok(PyTensor(images))
     }
-
-    /// The training forward: (reconstruction, commitment loss).
-    fn forward(
-        &self,
-        py: Python<'_>,
-        params: Params,
-        images: PyTensor,
-        update_ema: bool,
-    ) -> PyResult<(PyTensor, PyTensor)> {
-        let tensors = unwrap(params);
-        let out = py.allow_threads(move || {
-            AugVae::from_tensors(&self.config, &tensors)?.forward(&images.0, update_ema)
-        })?;
-        Ok((PyTensor(out.image), PyTensor(out.commitment)))
-    }
-
-    /// Recomputes the shared codebook from its EMA statistics, in place.
-    fn renormalize_codebook(&self, py: Python<'_>, params: Params) -> PyResult<()> {
-        let tensors = unwrap(params);
-        py.allow_threads(move || {
-            AugVae::from_tensors(&self.config, &tensors)?.renormalize_codebook()
-        })?;
-        Ok(())
-    }
 }

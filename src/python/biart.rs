@@ -1,5 +1,5 @@
-//! `lverse._native.BiartCore`: the native half of `lverse.BiART` (forward, sampler, beam
-//! search). Like AugVaeCore it holds only the configuration; tensors come from Python.
+//! `lverse._native.BiartCore`: the native half of `lverse.BiART` (KV-cached sampler, beam
+//! search, cached logits; the training forward is PyTorch's). Like AugVaeCore it holds only the configuration; tensors come from Python.
 
 use super::specs::{to_tuples, unwrap, Params, SpecTuple};
 use crate::biart::generate::{beam_search, cached_logits, generate, Generation};
@@ -50,22 +50,6 @@ impl PyBiartCore {
     /// Every parameter and buffer with its minGPT name, shape and initialiser.
     fn param_specs(&self) -> PyResult<Vec<SpecTuple>> {
         Ok(to_tuples(Biart::param_specs(&self.config)?))
-    }
-
-    /// Logits (B, T, V) for token ids and segment ids (B, T); dropout when `train`.
-    fn forward(
-        &self,
-        py: Python<'_>,
-        params: Params,
-        idx: PyTensor,
-        seg: PyTensor,
-        train: bool,
-    ) -> PyResult<PyTensor> {
-        let tensors = unwrap(params);
-        let logits = py.allow_threads(move || {
-            Biart::from_tensors(&self.config, &tensors)?.forward(&idx.0, &seg.0, train)
-        })?;
-        Ok(PyTensor(logits))
     }
 
     /// Continues (B, T) prefixes by `steps` tokens with the KV-cached sampler.

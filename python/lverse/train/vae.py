@@ -85,7 +85,7 @@ def restart_dead_codes(model: AugVAE, min_usage: float, generator: torch.Generat
         embedding.embed_avg[s] /= 2
         usage[d] = usage[s]
         embedding.embed_avg[d] = (embedding.weight[s] + n) * usage[s]
-    model._core.renormalize_codebook(model._tensors())
+    embedding.renormalize()
     return len(dead)
 
 

@@ -1,0 +1,82 @@
+"""AugVAE's EMA vector quantizer (SPEC §2.4) as PyTorch modules, named as the official code
+names them: ``quantizers.L.embedding.{weight, cluster_size, embed_avg}``, one codebook shared
+by every level (the levels hold the same ``EmbeddingEMA``)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .vq import _vq_nearest
+
+
+class EmbeddingEMA(nn.Module):
+    """The codebook and its exponential moving averages. All three are parameters without
+    gradient, as in the official code (so they are in every state_dict and move with the
+    model); the codebook changes only through the EMA update."""
+
+    def __init__(self, num_tokens: int, dim: int, decay: float, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(num_tokens, dim), requires_grad=False)
+        self.cluster_size = nn.Parameter(torch.zeros(num_tokens), requires_grad=False)
+        self.embed_avg = nn.Parameter(self.weight.detach().clone(), requires_grad=False)
+        self.decay = decay
+        self.eps = eps
+
+    @torch.no_grad()
+    def update(self, flat: torch.Tensor, ids: torch.Tensor) -> None:
+        """Moves cluster sizes and code sums towards this batch's, then renormalises. Per-code
+        sums use index_add: the same sums as a one-hot matmul without an N x K temporary."""
+        k, d = self.weight.shape
+        counts = torch.zeros(k, dtype=self.weight.dtype, device=self.weight.device)
+        counts.index_add_(0, ids, torch.ones_like(ids, dtype=self.weight.dtype))
+        sums = torch.zeros(k, d, dtype=self.weight.dtype, device=self.weight.device).index_add_(0, ids, flat)
+        self.cluster_size.mul_(self.decay).add_(counts * (1.0 - self.decay))
+        self.embed_avg.mul_(self.decay).add_(sums * (1.0 - self.decay))
+        self.renormalize()
+
+    @torch.no_grad()
+    def renormalize(self) -> None:
+        """The codebook from the statistics: code sums over Laplace-smoothed cluster sizes.
+        Also run after DDP ranks average their statistics."""
+        n = self.cluster_size.sum()
+        k = self.weight.shape[0]
+        smoothed = (self.cluster_size + self.eps) / (n + k * self.eps) * n
+        self.weight.copy_(self.embed_avg / smoothed.unsqueeze(1))
+
+
+class Quantized(NamedTuple):
+    codes: torch.Tensor  # (B, D, H, W) straight-through: codebook values, encoder gradient
+    commitment: torch.Tensor  # beta * mse(codes, z), gradient towards the encoder only
+    ids: torch.Tensor  # (B, H*W) code ids in raster order
+
+
+class EMAVectorQuantizer(nn.Module):
+    """Nearest-code quantization with a straight-through gradient and a commitment loss.
+
+    Distances and the EMA statistics are computed in the codebook's dtype with autocast
+    off, so under ``torch.autocast`` (bf16/fp16 activations) they stay fp32: half-precision
+    VQ training is a known source of NaNs."""
+
+    def __init__(self, embedding: EmbeddingEMA, beta: float):
+        super().__init__()
+        self.embedding = embedding
+        self.beta = beta
+
+    def forward(self, z: torch.Tensor, update_ema: bool = False) -> Quantized:
+        codebook = self.embedding.weight
+        with torch.autocast(z.device.type, enabled=False):
+            z = z.to(codebook.dtype)
+            b, d, h, w = z.shape
+            z_bhwc = z.permute(0, 2, 3, 1)
+            flat = z_bhwc.reshape(-1, d)
+            ids, _ = _vq_nearest(flat.detach(), codebook)
+            looked_up = F.embedding(ids, codebook).view(b, h, w, d)
+            if update_ema:
+                self.embedding.update(flat.detach(), ids)
+            commitment = self.beta * F.mse_loss(looked_up.detach(), z_bhwc)
+            straight_through = z_bhwc + (looked_up - z_bhwc).detach()
+        return Quantized(straight_through.permute(0, 3, 1, 2), commitment, ids.view(b, h * w))
