@@ -3,7 +3,7 @@ references of tests/ (the module a user would otherwise write), same weights, on
 
 A step is forward + loss + backward + AdamW. BiART: next-token cross-entropy; AugVAE-SL:
 L2 reconstruction + commitment, EMA codebook update on. Each row reports the median of
-several steps after warm-up, and, with ``--compile``, lverse's module under
+several interleaved steps after warm-up, and, with ``--compile``, lverse's module under
 ``torch.compile`` (inductor; its compile time is excluded and printed apart).
 
     python benches/bench_train.py                # every row, eager
@@ -70,7 +70,7 @@ def augvae_step(batch: int, size: int) -> Callable:
     return loss
 
 
-def time_steps(model, loss_fn, steps: int) -> float:
+def stepper(model, loss_fn) -> Callable[[], None]:
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
@@ -79,13 +79,21 @@ def time_steps(model, loss_fn, steps: int) -> float:
         loss_fn(model).backward()
         opt.step()
 
-    step()  # warm-up (first-call allocations, oneDNN primitive creation)
-    times = []
+    return step
+
+
+def interleaved_medians(steps: int, *fns: Callable[[], None]) -> list[float]:
+    """Each step function once as warm-up, then ``steps`` rounds calling each in turn (so a
+    drift in the machine's speed hits every method alike); the median time of each."""
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            times[i].append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
 
 
 def main() -> None:
@@ -96,7 +104,7 @@ def main() -> None:
     args = parser.parse_args()
 
     small_vae = lverse.AugVAEConfig(hidden_dim=64, ch_mult=(1, 2, 2), inner_ch_mult=(2, 4), num_res_blocks=1,
-                                    z_channels=64, codebook_dim=64, num_tokens=256, resolution=64, levels=2,
+                                    z_channels=64, codebook_dim=64, num_tokens=256, resolution=64, levels=3,
                                     single_level=1)
     rows = [
         ("BiART 4x256, batch 48 x 80", lambda: biart_pair(4, 256, 128), biart_step(48, 81), args.steps),
@@ -117,17 +125,17 @@ def main() -> None:
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for name, build, loss_fn, steps in rows:
         model, reference = build()
-        ref_s = time_steps(reference, loss_fn, steps)
-        ours_s = time_steps(model, loss_fn, steps)
-        line = f"| {name:36} | {ref_s * 1e3:12.1f} | {ours_s * 1e3:9.1f} | {ref_s / ours_s:17.2f}x |"
+        fns = [stepper(reference, loss_fn), stepper(model, loss_fn)]
         if args.compile:
             compiled_model, _ = build()
-            compiled = torch.compile(compiled_model, fullgraph=True)
+            fns.append(stepper(torch.compile(compiled_model, fullgraph=True), loss_fn))
             start = time.perf_counter()
-            time_steps(compiled, loss_fn, 0)
+            fns[-1]()  # compiles
             compile_s = time.perf_counter() - start
-            comp_s = time_steps(compiled, loss_fn, steps)
-            line += f" {comp_s * 1e3:11.1f} | {ref_s / comp_s:19.2f}x | {compile_s:9.1f} |"
+        ref_s, ours_s, *compiled = interleaved_medians(steps, *fns)
+        line = f"| {name:36} | {ref_s * 1e3:12.1f} | {ours_s * 1e3:9.1f} | {ref_s / ours_s:17.2f}x |"
+        if compiled:
+            line += f" {compiled[0] * 1e3:11.1f} | {ref_s / compiled[0]:19.2f}x | {compile_s:9.1f} |"
         print(line, flush=True)
 
 

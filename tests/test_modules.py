@@ -3,10 +3,12 @@ a module works, and the native inference paths either compute what forward compu
 refuse loudly (NativePathError), never ignoring a change to the module."""
 
 import copy
+import dataclasses
 import io
 import pickle
 
 import lverse
+import lverse.biart_layers
 import pytest
 import torch
 from lverse import BiART, NativePathError
@@ -410,3 +412,82 @@ def test_vmap_works_or_raises_an_ordinary_exception():
         torch.func.vmap(vae)(images().unsqueeze(0))
     except Exception as err:  # a PanicException (BaseException) would escape this
         assert "vq_nearest" in str(err) or "vmap" in str(err)
+
+
+# --- what else the guard catches; EMA under checkpointing and in half precision --------------
+
+@pytest.mark.parametrize("change, found", [
+    (lambda m: setattr(m.blocks[0].ln1, "eps", 10.0), r"blocks.0.ln1.eps = 10.0 \(built with 1e-05\)"),
+    (lambda m: setattr(m.blocks[1].mlp[1], "approximate", "tanh"), r"blocks.1.mlp.1.approximate = 'tanh'"),
+    (lambda m: setattr(m.blocks[0].attn, "n_head", 1), r"blocks.0.attn.n_head = 1 \(built with 4\)"),
+    (lambda m: setattr(m, "config", dataclasses.replace(m.config, n_head=2)), r"config = BiARTConfig\("),
+])
+def test_changed_settings_are_refused(change, found):
+    model = small_biart().eval()
+    idx, seg = ids(t=4)
+    change(model)
+    with pytest.raises(NativePathError, match=found):
+        model.generate(idx, seg * 0, 2)
+
+
+def test_a_class_level_forward_patch_is_refused(monkeypatch):
+    model = small_biart().eval()
+    idx, seg = ids(t=4)
+    monkeypatch.setattr(lverse.biart_layers.Block, "forward", lambda self, x: x)
+    with pytest.raises(NativePathError, match=r"Block.forward replaced on the class"):
+        model.generate(idx, seg * 0, 2)
+
+
+def test_changed_convolution_is_refused_by_encode():
+    vae = sl_vae().eval()
+    vae.encoders[0].conv_in.padding_mode = "reflect"
+    with pytest.raises(NativePathError, match=r"encoders.0.conv_in.padding_mode = 'reflect'"):
+        vae.encode(images())
+
+
+def test_training_only_settings_are_allowed():
+    vae = sl_vae().eval()
+    vae.quantizers[0].embedding.decay = 0.5
+    vae.ema_update = False
+    for m in vae.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.3
+    assert vae.encode(images()).shape == (2, 64)
+
+
+@pytest.mark.parametrize("use_reentrant", [False, True])
+def test_checkpointing_across_the_ema_update_is_refused(use_reentrant):
+    vae = sl_vae().train()
+    x = images().requires_grad_(use_reentrant)
+    recon, commitment = checkpoint(vae, x, use_reentrant=use_reentrant)
+    with pytest.raises(RuntimeError, match="EMA codebook update ran again during backward"):
+        (recon.mean() + commitment).backward()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_ema_counts_do_not_saturate(dtype):
+    vae = sl_vae().to(dtype)
+    embedding = vae.quantizers[0].embedding
+    with torch.no_grad():
+        embedding.cluster_size.zero_()
+        embedding.update(torch.randn(3000, 16).to(dtype), torch.zeros(3000, dtype=torch.long))
+    # 0.01 of 3000 hits; a count accumulated in bf16 stops at 256, in fp16 at 2048.
+    assert embedding.cluster_size[0].item() == pytest.approx(30.0, rel=1e-2)
+    assert embedding.cluster_size.dtype == dtype
+
+
+def test_save_refuses_weights_the_user_untied(tmp_path):
+    vae = sl_vae()
+    vae.pre_quants[1].weight = nn.Parameter(torch.full_like(vae.pre_quants[0].weight, 0.5))
+    with pytest.raises(lverse.CheckpointError, match="pre_quants.1.weight is no longer pre_quants.0.weight"):
+        vae.save(tmp_path / "vae.safetensors")
+    assert not (tmp_path / "vae.safetensors").exists()
+
+
+def test_a_seed_gives_the_cores_initial_values():
+    # The first tensor the core initialises is pos_emb, N(0, 0.02): the layers' own default
+    # initialisation must not consume the seeded generator before it.
+    torch.manual_seed(0)
+    model = BiART(V, T, n_layer=2, n_head=4, n_embd=32)
+    torch.manual_seed(0)
+    assert torch.equal(model.pos_emb.detach(), torch.randn(1, T, 32) * 0.02)

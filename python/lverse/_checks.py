@@ -17,6 +17,12 @@ def kind_name(dtype: torch.dtype) -> str:
     return names.get(dtype, str(dtype).removeprefix("torch."))
 
 
+def is_transformed(t: torch.Tensor) -> bool:
+    """A tensor seen inside vmap/grad: a functorch wrapper whose values cannot be read and
+    which native code must not be handed."""
+    return torch._C._functorch.is_functorch_wrapped_tensor(t)
+
+
 def require_tensor(value, what: str) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{what} must be a torch.Tensor, got {type(value).__name__}")

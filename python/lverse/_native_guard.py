@@ -3,11 +3,15 @@
 The native sampler, beam search and AugVAE encode/decode run lverse's stock architecture on
 the module's own tensors, found by name. A module a user has changed (a LoRA adapter, a
 forward hook, a parametrization such as ``weight_norm``, a layer swapped by
-``quantize_dynamic``, an FSDP-sharded parameter) would be computed as if unchanged, so such a
-module is refused with an error that names what was found and how to go on.
+``quantize_dynamic``, a changed setting such as a LayerNorm's ``eps`` or a convolution's
+padding, a patched class ``forward``, an FSDP-sharded parameter) would be computed as if
+unchanged, so such a module is refused with an error that names what was found and how to go on.
 """
 
 from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -17,26 +21,57 @@ from torch.nn.utils import parametrize
 from ._params import named_tensors
 from .errors import NativePathError
 
-
-def module_structure(module: nn.Module) -> dict[str, type]:
-    """The class of every submodule by name: what the native code assumes."""
-    return {name: type(m) for name, m in module.named_modules(remove_duplicate=False)}
+_MISSING = object()
 
 
-def _structure_problems(module: nn.Module, expected: dict[str, type]) -> list[str]:
+# Settings that change nothing the native inference paths compute (they run in eval mode,
+# and a token layout only names ids). lverse's own classes add theirs in
+# ``_training_only_settings`` (e.g. the EMA decay).
+_IGNORED_SETTINGS = {"training", "p", "inplace", "layout", "ema_update"}
+_PLAIN_VALUES = (bool, int, float, str, tuple, type(None))
+
+
+class Expected(NamedTuple):
+    cls: type
+    forward: object  # the class's forward function
+    settings: dict  # plain public attributes: eps, padding, n_head, the config, ...
+
+
+def _settings(m: nn.Module) -> dict:
+    ignored = _IGNORED_SETTINGS.union(getattr(m, "_training_only_settings", ()))
+    return {k: v for k, v in vars(m).items()
+            if not k.startswith("_") and k not in ignored
+            and (isinstance(v, _PLAIN_VALUES) or dataclasses.is_dataclass(v))}
+
+
+def module_structure(module: nn.Module) -> dict[str, Expected]:
+    """Every submodule's class, class-level forward and settings, by name: what the native
+    code assumes."""
+    return {name: Expected(type(m), type(m).forward, _settings(m))
+            for name, m in module.named_modules(remove_duplicate=False)}
+
+
+def _structure_problems(module: nn.Module, expected: dict[str, Expected]) -> list[str]:
     problems = []
     found = dict(module.named_modules(remove_duplicate=False))
     for name, m in found.items():
         label = name or "the model"
-        cls = expected.get(name)
-        if cls is None:
+        want = expected.get(name)
+        if want is None:
             problems.append(f"an extra submodule {label} ({type(m).__module__}.{type(m).__qualname__})")
-        elif type(m) is not cls:
-            problems.append(f"{label} is a {type(m).__module__}.{type(m).__qualname__}, not a {cls.__qualname__}")
+            continue
+        if type(m) is not want.cls:
+            problems.append(f"{label} is a {type(m).__module__}.{type(m).__qualname__}, not a {want.cls.__qualname__}")
+        elif type(m).forward is not want.forward:
+            problems.append(f"{want.cls.__qualname__}.forward replaced on the class")
+        else:
+            settings = _settings(m)
+            problems += [f"{label}.{k} = {settings.get(k)!r} (built with {v!r})"
+                         for k, v in want.settings.items() if settings.get(k, _MISSING) != v]
         if m._forward_hooks or m._forward_pre_hooks:
             problems.append(f"a forward hook on {label}")
         if "forward" in m.__dict__:
-            problems.append(f"{label}.forward replaced on the instance")
+            problems.append(f"{label}.forward replaced on the instance (del it to restore the class's)")
         if parametrize.is_parametrized(m):
             problems.append(f"a parametrization of {label} ({', '.join(m.parametrizations)})")
     problems += [f"the submodule {name} is missing" for name in expected if name not in found]
@@ -61,7 +96,7 @@ def _tensor_problems(tensors: dict[str, torch.Tensor], specs) -> list[str]:
     return problems
 
 
-def native_tensors(module: nn.Module, specs, expected: dict[str, type], what: str) -> dict[str, torch.Tensor]:
+def native_tensors(module: nn.Module, specs, expected: dict[str, Expected], what: str) -> dict[str, torch.Tensor]:
     """The module's tensors by name for the native ``what``, or NativePathError if that path
     cannot compute what the module's forward computes."""
     tensors = named_tensors(module)

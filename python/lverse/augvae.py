@@ -85,30 +85,33 @@ class AugVAE(nn.Module):
             config = dataclasses.replace(config, **overrides)
         specs = _param_specs(config)  # validates the config first
         self.config = c = config
-        levels = range(c.levels)
-        self.encoders = nn.ModuleList(
-            Encoder(c.in_channels if k == 0 else c.z_channels, c.hidden_dim,
-                    c.ch_mult if k == 0 else c.inner_ch_mult, c.num_res_blocks, c.z_channels, c.use_attn,
-                    c.norm_groups)
-            for k in range(_num_encoders(c))
-        )
-        # One codebook and one 1x1 weight per direction for every level; biases are per level.
-        self.pre_quants = _shared_weight_convs(c.z_channels, c.codebook_dim, c.levels)
-        embedding = EmbeddingEMA(c.num_tokens, c.codebook_dim, c.ema_decay, c.ema_eps)
-        self.quantizers = nn.ModuleList(EMAVectorQuantizer(embedding, c.beta) for _ in levels)
-        self.post_quants = _shared_weight_convs(c.codebook_dim, c.z_channels, c.levels)
-        self.decoders = nn.ModuleList(
-            Decoder(c.z_channels if ml == 0 else 2 * c.z_channels,
-                    c.out_channels if ml == c.levels - 1 else c.z_channels, c.hidden_dim,
-                    c.ch_mult if ml == c.levels - 1 else c.inner_ch_mult, c.num_res_blocks, c.use_attn,
-                    c.norm_groups)
-            for ml in _kept_ml_decoders(c)
-        )
-        # SL only: 1x1 convolutions standing in for the concatenated ML decoder inputs.
-        if c.single_level is not None:
-            self.connectors = nn.ModuleList(
-                nn.Conv2d(c.z_channels, 2 * c.z_channels, 1) for _ in range(c.single_level + 1)
+        # The layers' own default initialisation would draw from the global generator and
+        # change what a seed gives; their values are replaced by the core's just below.
+        with torch.random.fork_rng(devices=[]):
+            levels = range(c.levels)
+            self.encoders = nn.ModuleList(
+                Encoder(c.in_channels if k == 0 else c.z_channels, c.hidden_dim,
+                        c.ch_mult if k == 0 else c.inner_ch_mult, c.num_res_blocks, c.z_channels, c.use_attn,
+                        c.norm_groups)
+                for k in range(_num_encoders(c))
             )
+            # One codebook and one 1x1 weight per direction for every level; biases are per level.
+            self.pre_quants = _shared_weight_convs(c.z_channels, c.codebook_dim, c.levels)
+            embedding = EmbeddingEMA(c.num_tokens, c.codebook_dim, c.ema_decay, c.ema_eps)
+            self.quantizers = nn.ModuleList(EMAVectorQuantizer(embedding, c.beta) for _ in levels)
+            self.post_quants = _shared_weight_convs(c.codebook_dim, c.z_channels, c.levels)
+            self.decoders = nn.ModuleList(
+                Decoder(c.z_channels if ml == 0 else 2 * c.z_channels,
+                        c.out_channels if ml == c.levels - 1 else c.z_channels, c.hidden_dim,
+                        c.ch_mult if ml == c.levels - 1 else c.inner_ch_mult, c.num_res_blocks, c.use_attn,
+                        c.norm_groups)
+                for ml in _kept_ml_decoders(c)
+            )
+            # SL only: 1x1 convolutions standing in for the concatenated ML decoder inputs.
+            if c.single_level is not None:
+                self.connectors = nn.ModuleList(
+                    nn.Conv2d(c.z_channels, 2 * c.z_channels, 1) for _ in range(c.single_level + 1)
+                )
         initialize_from_specs(self, specs)
         self._native_structure = module_structure(self)
         # Image sides must be multiples of the deepest encoder's total downsampling.
@@ -287,7 +290,8 @@ def _check_images(images, in_channels: int, factor: int, codebook: torch.Tensor)
         raise ValueError(f"expected images of shape (B, {in_channels}, H, W), got {list(images.shape)}")
     if images.device != codebook.device:
         raise TypeError(f"images are on {images.device} but the model is on {codebook.device}")
-    if images.dtype != codebook.dtype and not torch.is_autocast_enabled(images.device.type):
+    autocast = torch.is_autocast_enabled(images.device.type) and images.is_floating_point()
+    if images.dtype != codebook.dtype and not autocast:
         kind = kind_name(codebook.dtype)
         raise TypeError(f"expected a {kind} image tensor (the model's dtype), got {kind_name(images.dtype)}")
     h, w = images.shape[2], images.shape[3]

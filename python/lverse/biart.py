@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from . import _native
-from ._checks import kind_name, require_field_types, require_int, require_tensor
+from ._checks import is_transformed, kind_name, require_field_types, require_int, require_tensor
 from ._native_guard import module_structure, native_tensors
 from ._params import initialize_from_specs, named_tensors
 from .biart_layers import Block
@@ -81,15 +81,18 @@ class BiART(nn.Module):
         specs = _param_specs(config)  # validates the config first
         self.config = config
         c = config
-        self.tok_emb = nn.Embedding(c.vocab_size, c.n_embd)
-        self.seg_emb = nn.Embedding(2, c.n_embd)
-        self.pos_emb = nn.Parameter(torch.zeros(1, c.block_size, c.n_embd))
-        self.drop = nn.Dropout(c.embd_pdrop)
-        self.blocks = nn.ModuleList(
-            Block(c.n_embd, c.n_head, c.block_size, c.attn_pdrop, c.resid_pdrop) for _ in range(c.n_layer)
-        )
-        self.ln_f = nn.LayerNorm(c.n_embd)
-        self.head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
+        # The layers' own default initialisation would draw from the global generator and
+        # change what a seed gives; their values are replaced by the core's just below.
+        with torch.random.fork_rng(devices=[]):
+            self.tok_emb = nn.Embedding(c.vocab_size, c.n_embd)
+            self.seg_emb = nn.Embedding(2, c.n_embd)
+            self.pos_emb = nn.Parameter(torch.zeros(1, c.block_size, c.n_embd))
+            self.drop = nn.Dropout(c.embd_pdrop)
+            self.blocks = nn.ModuleList(
+                Block(c.n_embd, c.n_head, c.block_size, c.attn_pdrop, c.resid_pdrop) for _ in range(c.n_layer)
+            )
+            self.ln_f = nn.LayerNorm(c.n_embd)
+            self.head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
         initialize_from_specs(self, specs)
         # What the native loops assume the tree to be; they refuse anything else.
         self._native_structure = module_structure(self)
@@ -290,7 +293,7 @@ def _check_ids(idx, seg, config: BiARTConfig, device: torch.device) -> None:
             raise TypeError(f"{what} ids are on {t.device} but the model is on {device}")
     if idx.shape[1] > config.block_size:
         raise ValueError(f"sequence of {idx.shape[1]} tokens exceeds the block size {config.block_size}")
-    if torch.compiler.is_compiling() or _is_transformed(idx) or idx.numel() == 0 or idx.is_meta:
+    if torch.compiler.is_compiling() or is_transformed(idx) or idx.numel() == 0 or idx.is_meta:
         return
     low, high = int(idx.min()), int(idx.max())
     if low < 0 or high >= config.vocab_size:
@@ -298,8 +301,3 @@ def _check_ids(idx, seg, config: BiARTConfig, device: torch.device) -> None:
     low, high = int(seg.min()), int(seg.max())
     if low < 0 or high > 1:
         raise ValueError(f"segment id {low if low < 0 else high} is not 0 (REF) or 1 (GEN)")
-
-
-def _is_transformed(t: torch.Tensor) -> bool:
-    # A tensor seen inside vmap/grad is a functorch wrapper whose values cannot be read.
-    return torch._C._functorch.is_functorch_wrapped_tensor(t)

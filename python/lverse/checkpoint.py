@@ -148,6 +148,16 @@ def save_safetensors(path, kind: str, config: dict, tensors: dict, specs,
     is JSON-able metadata (e.g. a token layout and tokenizer) stored beside the config."""
     from safetensors.torch import save_file
 
+    # A tied name is stored once, under the name it is tied to. A user who gave a level its
+    # own tensor (a new Parameter, load_state_dict(assign=True)) would get level 0's back on
+    # load, since the loaded model shares it again: refuse rather than lose it.
+    broken = [f"{spec[0]} is no longer {spec[6]}" for spec in specs
+              if spec[6] is not None and tensors[spec[0]] is not tensors[spec[6]]]
+    if broken:
+        raise CheckpointError(
+            f"cannot save this {kind}: its shared weights were untied ({'; '.join(broken)}), and the format "
+            "stores each shared tensor once. Re-tie them, or save model.state_dict() with torch.save."
+        )
     tied = {spec[0] for spec in specs if spec[6] is not None}
     state = {
         name: t.detach().to("cpu").contiguous()

@@ -10,13 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .vq import _vq_nearest
+from .vq import search
 
 
 class EmbeddingEMA(nn.Module):
     """The codebook and its exponential moving averages. All three are parameters without
     gradient, as in the official code (so they are in every state_dict and move with the
     model); the codebook changes only through the EMA update."""
+
+    _training_only_settings = ("decay", "eps")  # the native encode/decode never read them
 
     def __init__(self, num_tokens: int, dim: int, decay: float, eps: float):
         super().__init__()
@@ -29,23 +31,27 @@ class EmbeddingEMA(nn.Module):
     @torch.no_grad()
     def update(self, flat: torch.Tensor, ids: torch.Tensor) -> None:
         """Moves cluster sizes and code sums towards this batch's, then renormalises. Per-code
-        sums use index_add: the same sums as a one-hot matmul without an N x K temporary."""
+        sums use index_add: the same sums as a one-hot matmul without an N x K temporary.
+        The statistics are accumulated in fp32 whatever the module's dtype (a bf16 count
+        stops growing at 256) and stored back in it."""
         k, d = self.weight.shape
-        counts = torch.zeros(k, dtype=self.weight.dtype, device=self.weight.device)
-        counts.index_add_(0, ids, torch.ones_like(ids, dtype=self.weight.dtype))
-        sums = torch.zeros(k, d, dtype=self.weight.dtype, device=self.weight.device).index_add_(0, ids, flat)
-        self.cluster_size.mul_(self.decay).add_(counts * (1.0 - self.decay))
-        self.embed_avg.mul_(self.decay).add_(sums * (1.0 - self.decay))
+        counts = torch.zeros(k, dtype=torch.float32, device=flat.device)
+        counts.index_add_(0, ids, torch.ones_like(ids, dtype=torch.float32))
+        sums = torch.zeros(k, d, dtype=torch.float32, device=flat.device).index_add_(0, ids, flat.float())
+        cluster_size, embed_avg = self.cluster_size.float(), self.embed_avg.float()
+        self.cluster_size.copy_(cluster_size.mul_(self.decay).add_(counts * (1.0 - self.decay)))
+        self.embed_avg.copy_(embed_avg.mul_(self.decay).add_(sums * (1.0 - self.decay)))
         self.renormalize()
 
     @torch.no_grad()
     def renormalize(self) -> None:
-        """The codebook from the statistics: code sums over Laplace-smoothed cluster sizes.
-        Also run after DDP ranks average their statistics."""
-        n = self.cluster_size.sum()
+        """The codebook from the statistics: code sums over Laplace-smoothed cluster sizes
+        (in fp32). Also run after DDP ranks average their statistics."""
+        cluster_size = self.cluster_size.float()
+        n = cluster_size.sum()
         k = self.weight.shape[0]
-        smoothed = (self.cluster_size + self.eps) / (n + k * self.eps) * n
-        self.weight.copy_(self.embed_avg / smoothed.unsqueeze(1))
+        smoothed = (cluster_size + self.eps) / (n + k * self.eps) * n
+        self.weight.copy_(self.embed_avg.float() / smoothed.unsqueeze(1))
 
 
 class Quantized(NamedTuple):
@@ -61,6 +67,8 @@ class EMAVectorQuantizer(nn.Module):
     off, so under ``torch.autocast`` (bf16/fp16 activations) they stay fp32: half-precision
     VQ training is a known source of NaNs."""
 
+    _training_only_settings = ("beta",)
+
     def __init__(self, embedding: EmbeddingEMA, beta: float):
         super().__init__()
         self.embedding = embedding
@@ -73,10 +81,23 @@ class EMAVectorQuantizer(nn.Module):
             b, d, h, w = z.shape
             z_bhwc = z.permute(0, 2, 3, 1)
             flat = z_bhwc.reshape(-1, d)
-            ids, _ = _vq_nearest(flat.detach(), codebook)
+            ids, _ = search(flat.detach(), codebook)
             looked_up = F.embedding(ids, codebook).view(b, h, w, d)
             if update_ema:
+                _refuse_recompute()
                 self.embedding.update(flat.detach(), ids)
             commitment = self.beta * F.mse_loss(looked_up.detach(), z_bhwc)
             straight_through = z_bhwc + (looked_up - z_bhwc).detach()
         return Quantized(straight_through.permute(0, 3, 1, 2), commitment, ids.view(b, h * w))
+
+
+def _refuse_recompute() -> None:
+    """Activation checkpointing reruns a forward during backward. Rerun here, the EMA
+    update would move the codebook a second time and the rerun would quantize with the moved
+    codebook, so the gradients would belong to other activations: refuse instead."""
+    if not torch.compiler.is_compiling() and torch._C._current_graph_task_id() != -1:
+        raise RuntimeError(
+            "AugVAE's EMA codebook update ran again during backward (activation checkpointing "
+            "around a quantizer recomputes it with a moved codebook). Checkpoint the encoder and "
+            "decoder levels instead (e.g. model.encoders[0].down[i]), or set model.ema_update = False."
+        )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from . import _native
+from ._checks import is_transformed
 
 __all__ = ["nearest"]
 
@@ -50,7 +51,22 @@ def nearest(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torc
             raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     # The search is not differentiable: outputs never carry a grad_fn, whatever the inputs.
     with torch.no_grad():
-        return _vq_nearest(z, codebook)
+        return search(z, codebook)
+
+
+def search(z: torch.Tensor, codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``nearest`` without its argument checks, for lverse's quantizer. Plain tensors in eager
+    mode go straight to the native function: the custom operator's first eager call imports
+    torch._dynamo (about 2 s and 150 MiB). Inside torch.compile or torch.export, and for any
+    tensor subclass or functorch wrapper (vmap, FakeTensor), it is the operator, which the
+    tracer understands and which refuses what it cannot run."""
+    plain = type(z) in _PLAIN and type(codebook) in _PLAIN
+    if plain and not torch.compiler.is_compiling() and not is_transformed(z) and not is_transformed(codebook):
+        return tuple(_native.vq_nearest(z, codebook))
+    return _vq_nearest(z, codebook)
+
+
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
 
 
 @torch.library.custom_op("lverse::vq_nearest", mutates_args=())
