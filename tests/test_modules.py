@@ -491,3 +491,16 @@ def test_a_seed_gives_the_cores_initial_values():
     model = BiART(V, T, n_layer=2, n_head=4, n_embd=32)
     torch.manual_seed(0)
     assert torch.equal(model.pos_emb.detach(), torch.randn(1, T, 32) * 0.02)
+
+
+def test_compile_dynamic_shapes_augvae():
+    # Automatic dynamic shapes (a second input size, or dynamic=True) must compile too.
+    model = sl_vae().train()
+    model.ema_update = False
+    compiled = torch.compile(model, fullgraph=True, dynamic=True)
+    for size in (32, 48):
+        x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(size)) * 2 - 1
+        recon, commitment = compiled(x)
+        (recon.square().mean() + commitment).backward()
+        eager_recon, _ = model(x)
+        assert (recon.detach() - eager_recon.detach()).abs().max().item() < 1e-4

@@ -11,7 +11,7 @@ import torch
 def kind_name(dtype: torch.dtype) -> str:
     """libtorch's name of a dtype ("Int", "Float"), as the native checks word it, so one
     mistake reads the same from the PyTorch forward and the native paths."""
-    names = {torch.int64: "Int64", torch.int32: "Int", torch.int16: "Short", torch.int8: "Char",
+    names = {torch.int64: "Int64", torch.int32: "Int", torch.int16: "Int16", torch.int8: "Int8",
              torch.uint8: "Uint8", torch.bool: "Bool", torch.float16: "Half", torch.bfloat16: "BFloat16",
              torch.float32: "Float", torch.float64: "Double"}
     return names.get(dtype, str(dtype).removeprefix("torch."))

@@ -278,8 +278,7 @@ def _param_specs(config: BiARTConfig) -> tuple:
 
 
 def _check_ids(idx, seg, config: BiARTConfig, device: torch.device) -> None:
-    """forward's argument checks, with the native paths' messages. The value checks read
-    the ids, so compiled graphs (which must not sync) and functorch transforms skip them."""
+    """forward's argument checks, with the native paths' messages."""
     require_tensor(idx, "idx")
     require_tensor(seg, "seg")
     if idx.dim() != 2:
@@ -293,11 +292,15 @@ def _check_ids(idx, seg, config: BiARTConfig, device: torch.device) -> None:
             raise TypeError(f"{what} ids are on {t.device} but the model is on {device}")
     if idx.shape[1] > config.block_size:
         raise ValueError(f"sequence of {idx.shape[1]} tokens exceeds the block size {config.block_size}")
-    if torch.compiler.is_compiling() or is_transformed(idx) or idx.numel() == 0 or idx.is_meta:
+    # Values are read only from plain tensors in eager mode: compiled graphs must not sync,
+    # and functorch wrappers, FakeTensors and meta tensors have no values to read.
+    plain = type(idx) is torch.Tensor and type(seg) is torch.Tensor and not idx.is_meta
+    if torch.compiler.is_compiling() or not plain or is_transformed(idx) or idx.numel() == 0:
         return
-    low, high = int(idx.min()), int(idx.max())
+    # One host sync for the four extremes (a GPU forward would otherwise wait four times).
+    low, high, seg_low, seg_high = torch.stack([idx.min(), idx.max(), seg.min(), seg.max()]).tolist()
     if low < 0 or high >= config.vocab_size:
         raise ValueError(f"token id {low if low < 0 else high} is outside the vocabulary [0, {config.vocab_size})")
-    low, high = int(seg.min()), int(seg.max())
+    low, high = seg_low, seg_high
     if low < 0 or high > 1:
         raise ValueError(f"segment id {low if low < 0 else high} is not 0 (REF) or 1 (GEN)")

@@ -79,16 +79,18 @@ class EMAVectorQuantizer(nn.Module):
         with torch.autocast(z.device.type, enabled=False):
             z = z.to(codebook.dtype)
             b, d, h, w = z.shape
-            z_bhwc = z.permute(0, 2, 3, 1)
-            flat = z_bhwc.reshape(-1, d)
+            flat = z.permute(0, 2, 3, 1).reshape(-1, d)
             ids, _ = search(flat.detach(), codebook)
-            looked_up = F.embedding(ids, codebook).view(b, h, w, d)
+            # The codes before this batch's update moves the codebook (as the official code),
+            # back in (B, D, H, W) before the straight-through sum: mixing that layout with a
+            # permuted view trips inductor's stride ordering under dynamic shapes.
+            looked_up = F.embedding(ids, codebook).view(b, h, w, d).permute(0, 3, 1, 2).contiguous()
             if update_ema:
                 _refuse_recompute()
                 self.embedding.update(flat.detach(), ids)
-            commitment = self.beta * F.mse_loss(looked_up.detach(), z_bhwc)
-            straight_through = z_bhwc + (looked_up - z_bhwc).detach()
-        return Quantized(straight_through.permute(0, 3, 1, 2), commitment, ids.view(b, h * w))
+            commitment = self.beta * F.mse_loss(looked_up.detach(), z)
+            straight_through = z + (looked_up - z).detach()
+        return Quantized(straight_through, commitment, ids.view(b, h * w))
 
 
 def _refuse_recompute() -> None:
