@@ -1,4 +1,5 @@
-//! lverse's own rayon pool, shared by the CPU kernels (VQ search, tokenizer batches).
+//! lverse's own rayon pool, shared by all of its CPU work (image decoding, VQ search, tokenizer
+//! batches): nothing in lverse uses rayon's global pool.
 //!
 //! It has as many threads as libtorch's intra-op setting (`torch.get_num_threads()`), so
 //! `torch.set_num_threads(n)` bounds lverse's work too and the two never ask for more than

@@ -1,5 +1,7 @@
 """lverse.images: native loading and preprocessing against a PIL pipeline."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -149,3 +151,112 @@ def test_grid_tiles_row_by_row():
     assert images.grid(tiles, columns=8).size == (20, 3)
     with pytest.raises(ValueError, match="columns must be a positive int, got 0"):
         images.grid(tiles, columns=0)
+
+
+# Every format the native loader decodes, as PIL writes it: (suffix, save options).
+FORMATS = {
+    "png": ("png", {}),
+    "jpeg": ("jpg", {"quality": 90}),
+    "jpeg-progressive": ("jpg", {"quality": 90, "progressive": True}),
+    "gif": ("gif", {}),
+    "bmp": ("bmp", {}),
+    "tiff": ("tiff", {}),
+    "tiff-lzw": ("tiff", {"compression": "tiff_lzw"}),
+    "webp": ("webp", {"quality": 90}),
+    "webp-lossless": ("webp", {"lossless": True}),
+}
+
+
+def pil_refuses(path) -> bool:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL's own warnings about the damaged file
+            with Image.open(path) as img:
+                img.convert("RGB").load()
+    except (OSError, SyntaxError, ValueError):
+        return True
+    return False
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_truncated_files_are_image_errors(tmp_path, name):
+    suffix, options = FORMATS[name]
+    # Noise, so that the compressed data fills the whole file and every cut loses pixels.
+    noise = np.random.default_rng(7).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    good = tmp_path / f"good.{suffix}"
+    Image.fromarray(noise).save(good, **options)
+    data = good.read_bytes()
+    n = len(data)
+    # Half, 90 %, and the last few bytes, which for most formats still hold image data or a
+    # marker PIL insists on (JPEG's EOI, WebP's declared RIFF size, GIF's last sub-block).
+    # PNG's last 20 bytes hold no pixels (zlib's checksum, the IDAT CRC, the IEND chunk),
+    # nor do GIF's last 2 (block terminator, trailer): PIL accepts those cut, and lverse
+    # need not refuse them (it does refuse PNG's, as the png decoder checks them).
+    trailer = {"png": 20, "gif": 2}.get(name, 0)
+    cuts = sorted({n // 2, n * 9 // 10, n - trailer - 4, n - trailer - 1})
+    reference = images.load(good, size=32)
+    for cut in cuts:
+        path = tmp_path / f"cut{cut}.{suffix}"
+        path.write_bytes(data[:cut])
+        assert pil_refuses(path), f"PIL accepts {name} cut to {cut} of {n} bytes: not a useful cut"
+        with pytest.raises(ImageError, match=f"cannot decode image .*cut{cut}.{suffix}"):
+            images.load(path, size=32)
+        with pytest.raises(ImageError, match=f"cut{cut}.{suffix}"):
+            images.load([good, path], size=32)
+    # The whole file still loads, alone and in a batch.
+    assert torch.equal(images.load([good, good], size=32), reference.expand(2, -1, -1, -1))
+
+
+@pytest.mark.parametrize("name", ["png", "gif"])
+def test_files_missing_only_their_trailer_load_as_pil_does(tmp_path, name):
+    """PNG's IEND CRC and GIF's terminator and trailer carry no pixels; PIL accepts such a
+    cut, and so does lverse (with the same pixels)."""
+    suffix, options = FORMATS[name]
+    noise = np.random.default_rng(8).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    good = tmp_path / f"good.{suffix}"
+    Image.fromarray(noise).save(good, **options)
+    data = good.read_bytes()
+    cut = tmp_path / f"cut.{suffix}"
+    cut.write_bytes(data[:-2])
+    assert not pil_refuses(cut)
+    assert torch.equal(images.load(cut, size=32), images.load(good, size=32))
+
+
+def test_complete_jpegs_of_every_kind_still_load(tmp_path, photo):
+    """The check that a JPEG reaches its end-of-image marker walks the file's segments:
+    an EOI inside a segment (an EXIF thumbnail, a comment), restart markers, progressive
+    scans, gray and CMYK files, and bytes after EOI must not confuse it."""
+    eoi_inside = b"Exif\x00\x00" + b"\xff\xd9" * 8 + b"\xff\xd8\xff\xd9"
+    variants = {
+        "plain": dict(quality=85),
+        "exif": dict(quality=85, exif=eoi_inside),
+        "comment": dict(quality=85, comment=b"\xff\xd9 not the end \xff\xd9"),
+        "restarts": dict(quality=85, restart_marker_blocks=1),
+        "progressive": dict(quality=85, progressive=True, optimize=True),
+        "subsampled": dict(quality=50, subsampling=2),
+    }
+    for label, options in variants.items():
+        path = tmp_path / f"{label}.jpg"
+        photo.save(path, **options)
+        x = images.load(path, size=32)
+        assert x.shape == (1, 3, 32, 32), label
+    for mode in ("L", "CMYK"):
+        path = tmp_path / f"{mode}.jpg"
+        photo.convert(mode).save(path, quality=85)
+        assert images.load(path, size=32).shape == (1, 3, 32, 32), mode
+    # Bytes after EOI (some cameras append data) are not a truncation.
+    path = tmp_path / "trailing.jpg"
+    photo.save(path, quality=85)
+    path.write_bytes(path.read_bytes() + b"\x00\x01trailing data\xff")
+    assert images.load(path, size=32).shape == (1, 3, 32, 32)
+
+
+def test_truncated_jpeg_is_not_captioned(tmp_path, photo):
+    import lverse
+
+    good = tmp_path / "photo.jpg"
+    photo.save(good, quality=90)
+    cut = tmp_path / "half.jpg"
+    cut.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
+    with pytest.raises(ImageError, match="half.jpg.*truncated"):
+        lverse.caption(cut)

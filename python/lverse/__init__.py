@@ -8,7 +8,8 @@ image codes into text with one set of weights.
 # which only torch's own import makes loadable.
 import torch  # noqa: F401
 
-from . import _native, images, layout, tasks, vq
+# _fork, imported for its effect: one torch thread in forked children, so no deadlock there.
+from . import _fork, _native, images, layout, tasks, vq  # noqa: F401
 from .augvae import AugVAE, AugVAEConfig
 from .biart import BiART, BiARTConfig
 from .errors import CheckpointError, ImageError, LverseError, NativePathError

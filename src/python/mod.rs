@@ -25,8 +25,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-/// Number of threads in the rayon pool used for parallel image decoding.
+/// Number of threads in lverse's rayon pool (image decoding, VQ search, tokenizer
+/// batches). Asking rayon's global pool would start its threads for nothing.
 #[pyfunction]
 fn rayon_threads() -> usize {
-    rayon::current_num_threads()
+    crate::pool::install(rayon::current_num_threads)
 }
