@@ -2,6 +2,9 @@
 sampler against hand-computed distributions."""
 
 import math
+import signal
+import threading
+import time
 
 import lverse
 import pytest
@@ -292,3 +295,53 @@ def test_safetensors_header_starting_like_a_pickle_loads(tmp_path):
             break
     assert path.read_bytes()[0] == 0x80
     assert BiART.from_checkpoint(path).metadata["pad"] == "x" * pad
+
+
+def _send_sigint_later(delay: float, sent: list) -> threading.Timer:
+    def interrupt():
+        sent.append(time.perf_counter())
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    timer = threading.Timer(delay, interrupt)
+    timer.start()
+    return timer
+
+
+# Models whose full run takes seconds on one CPU thread, in steps of a few ms (measured on
+# 2 cores: generate about 6 s, beam search about 7 s, each step 2-10 ms).
+LONG_RUNS = {
+    "generate": (dict(vocab_size=512, block_size=1024, n_embd=256), 4, {"greedy": True}),
+    "beam_search": (dict(vocab_size=512, block_size=768, n_embd=128), 2, {"beams": 4}),
+}
+
+
+@pytest.mark.parametrize("method", ["generate", "beam_search"])
+def test_ctrl_c_stops_decoding(method):
+    """Ctrl-C (SIGINT) in the main thread stops a long generation or beam search within a
+    fraction of a second with KeyboardInterrupt, and leaves the model usable."""
+    sizes, rows, options = LONG_RUNS[method]
+    torch.manual_seed(0)
+    model = BiART(**sizes, n_layer=4, n_head=4).eval()
+    idx = torch.randint(0, sizes["vocab_size"], (rows, 8))
+    seg = torch.zeros_like(idx)
+    run = getattr(model, method)
+    threads = torch.get_num_threads()
+    # One thread: on a busy machine OpenMP's barriers can make a step take far longer.
+    torch.set_num_threads(1)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    sent: list[float] = []
+    timer = _send_sigint_later(0.3, sent)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(idx, seg, sizes["block_size"] - 8, **options)
+        stopped = time.perf_counter()
+    finally:
+        timer.cancel()
+        timer.join()
+        signal.signal(signal.SIGINT, previous)
+        torch.set_num_threads(threads)
+    assert sent, "the run ended before the signal was sent"
+    assert stopped - sent[0] < 1.0, f"stopped {stopped - sent[0]:.2f} s after SIGINT"
+    # The model is not left in a broken state.
+    out = run(idx, seg, 2, **options)
+    assert (out[0] if method == "beam_search" else out).shape == (rows, 2)

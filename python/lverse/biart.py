@@ -200,7 +200,9 @@ class BiART(nn.Module):
             raise ValueError(f"beams must be >= 1, got {beams}")
         return _biart_core(self.config).beam_search(
             self._native_tensors("beam_search"), idx, seg, steps, beams=beams,
-            token_range=_ranges(token_range), stop_token=stop_token, pad_token=pad_token)
+            token_range=_ranges(token_range), stop_token=stop_token, pad_token=pad_token,
+            # As in generate: Ctrl-C stops it, checked only where signal handlers run.
+            interruptible=threading.current_thread() is threading.main_thread())
 
     def save(self, path: str | os.PathLike, metadata: dict | None = None) -> None:
         """Writes safetensors carrying the config, the token layout and the tokenizer

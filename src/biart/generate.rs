@@ -169,6 +169,7 @@ struct Beam {
 
 /// Beam search: the `beams` most likely continuations per row, by summed log-probability
 /// over the legal range; returns the best one per row (B, steps) and its score (B).
+/// `progress(done, total)` is called after each step, as in `generate`; an error aborts.
 #[allow(clippy::too_many_arguments)]
 pub fn beam_search(
     model: &Biart,
@@ -179,6 +180,7 @@ pub fn beam_search(
     token_ranges: &[(i64, i64)],
     stop_token: Option<i64>,
     pad_token: i64,
+    progress: &mut Progress,
 ) -> Result<(Tensor, Tensor)> {
     check_request(model, idx, seg, steps, stop_token, pad_token)?;
     if beams < 1 {
@@ -283,6 +285,7 @@ pub fn beam_search(
             }
             *beams_b = chosen;
         }
+        progress(step + 1, steps)?;
         let all_done = state.iter().all(|bs| bs.iter().all(|beam| beam.finished));
         if all_done || step + 1 == steps {
             break;

@@ -90,51 +90,17 @@ impl PyBiartCore {
         };
         let config = &self.config;
         let (out, raised) = py.allow_threads(move || {
-            // What a step's Python call raised (the callback's exception, or
-            // KeyboardInterrupt from a signal), re-raised as it is once generation stops.
-            let mut raised: Option<PyErr> = None;
             let model = match decoding_model(config, &tensors) {
                 Ok(model) => model,
                 Err(err) => return (Err(err), None),
             };
-            // Between steps the loop takes the GIL briefly to call the progress callback,
-            // and (called from the main thread, where Python runs signal handlers) at most
-            // every SIGNAL_CHECK_INTERVAL to let Ctrl-C stop a long generation. Otherwise it
-            // never waits for the GIL, which another busy Python thread may hold for ms.
-            let mut last_check = Instant::now();
-            let mut report = |done: i64, total: i64| -> crate::error::Result<()> {
-                let check_signals = interruptible && last_check.elapsed() >= SIGNAL_CHECK_INTERVAL;
-                if progress.is_none() && !check_signals {
-                    return Ok(());
-                }
-                if check_signals {
-                    last_check = Instant::now();
-                }
-                Python::with_gil(|py| {
-                    let signals = if check_signals {
-                        py.check_signals()
-                    } else {
-                        Ok(())
-                    };
-                    let result = signals.and_then(|()| match &progress {
-                        None => Ok(()),
-                        Some(callback) => callback.call1(py, (done, total)).map(|_| ()),
-                    });
-                    result.map_err(|err| {
-                        let message = format!("generation stopped: {err}");
-                        raised = Some(err);
-                        Error::Callback(message)
-                    })
-                })
-            };
-            let out = generate(&model, &idx.0, &seg.0, &request, &mut report);
-            (out, raised)
+            let mut hook = StepHook::new(progress, interruptible);
+            let out = generate(&model, &idx.0, &seg.0, &request, &mut |done, total| {
+                hook.step(done, total)
+            });
+            (out, hook.raised)
         });
-        match (out, raised) {
-            (Ok(out), _) => Ok(PyTensor(out)),
-            (Err(_), Some(err)) => Err(err),
-            (Err(err), None) => Err(err.into()),
-        }
+        Ok(PyTensor(reraise(out, raised)?))
     }
 
     /// Logits computed token by token through the KV cache (for checking the cache).
@@ -159,7 +125,9 @@ impl PyBiartCore {
     }
 
     /// Beam search: best continuation (B, steps) and its summed log-probability (B).
-    #[pyo3(signature = (params, idx, seg, steps, *, beams, token_range, stop_token, pad_token))]
+    /// With `interruptible` (called from the main thread) Ctrl-C stops it, as `generate`.
+    #[pyo3(signature = (params, idx, seg, steps, *, beams, token_range, stop_token, pad_token,
+        interruptible=false))]
     #[allow(clippy::too_many_arguments)]
     fn beam_search(
         &self,
@@ -172,11 +140,17 @@ impl PyBiartCore {
         token_range: Vec<(i64, i64)>,
         stop_token: Option<i64>,
         pad_token: i64,
+        interruptible: bool,
     ) -> PyResult<(PyTensor, PyTensor)> {
         let tensors = unwrap(params);
-        let (tokens, scores) = py.allow_threads(move || {
-            let model = decoding_model(&self.config, &tensors)?;
-            beam_search(
+        let config = &self.config;
+        let (out, raised) = py.allow_threads(move || {
+            let model = match decoding_model(config, &tensors) {
+                Ok(model) => model,
+                Err(err) => return (Err(err), None),
+            };
+            let mut hook = StepHook::new(None, interruptible);
+            let out = beam_search(
                 &model,
                 &idx.0,
                 &seg.0,
@@ -185,9 +159,72 @@ impl PyBiartCore {
                 &token_range,
                 stop_token,
                 pad_token,
-            )
-        })?;
+                &mut |done, total| hook.step(done, total),
+            );
+            (out, hook.raised)
+        });
+        let (tokens, scores) = reraise(out, raised)?;
         Ok((PyTensor(tokens), PyTensor(scores)))
+    }
+}
+
+/// What a decoding loop does between steps. It takes the GIL briefly to call the progress
+/// callback, and (called from the main thread, where Python runs signal handlers) at most
+/// every SIGNAL_CHECK_INTERVAL to let Ctrl-C stop a long generation. Otherwise it never
+/// waits for the GIL, which another busy Python thread may hold for ms.
+struct StepHook {
+    progress: Option<PyObject>,
+    interruptible: bool,
+    last_check: Instant,
+    /// What a step's Python call raised (the callback's exception, or KeyboardInterrupt
+    /// from a signal), re-raised as it is once the loop stops.
+    raised: Option<PyErr>,
+}
+
+impl StepHook {
+    fn new(progress: Option<PyObject>, interruptible: bool) -> Self {
+        StepHook {
+            progress,
+            interruptible,
+            last_check: Instant::now(),
+            raised: None,
+        }
+    }
+
+    fn step(&mut self, done: i64, total: i64) -> crate::error::Result<()> {
+        let check_signals =
+            self.interruptible && self.last_check.elapsed() >= SIGNAL_CHECK_INTERVAL;
+        if self.progress.is_none() && !check_signals {
+            return Ok(());
+        }
+        if check_signals {
+            self.last_check = Instant::now();
+        }
+        Python::with_gil(|py| {
+            let signals = if check_signals {
+                py.check_signals()
+            } else {
+                Ok(())
+            };
+            let result = signals.and_then(|()| match &self.progress {
+                None => Ok(()),
+                Some(callback) => callback.call1(py, (done, total)).map(|_| ()),
+            });
+            result.map_err(|err| {
+                let message = format!("generation stopped: {err}");
+                self.raised = Some(err);
+                Error::Callback(message)
+            })
+        })
+    }
+}
+
+/// A decoding loop's result: the exception a step raised, as it is, or the core's error.
+fn reraise<T>(out: crate::error::Result<T>, raised: Option<PyErr>) -> PyResult<T> {
+    match (out, raised) {
+        (Ok(out), _) => Ok(out),
+        (Err(_), Some(err)) => Err(err),
+        (Err(err), None) => Err(err.into()),
     }
 }
 
