@@ -301,3 +301,158 @@ def test_load_checked_reports_dtype_and_values():
     message = str(info.value)
     assert "encoders.0.conv_in.weight: expected a floating-point tensor, found torch.int64" in message
     assert "decoders.0.conv_in.bias" in message and "NaN" in message
+
+
+# -- pickles that hold code -----------------------------------------------------------------
+# torch.load(weights_only=True) refuses them; lverse must say the file holds code it will not
+# run, name the global, and never pass on torch's advice to retry with weights_only=False.
+
+
+class _Calls:
+    """Unpickles as ``func(*args)``: what a malicious checkpoint does."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+def _marker_command(marker):
+    return f"echo pwned > {marker}"
+
+
+def _os_system(marker):
+    import os
+
+    return _Calls(os.system, _marker_command(marker))
+
+
+def _builtins_eval(marker):
+    import builtins
+
+    return _Calls(builtins.eval, f"open({str(marker)!r}, 'w').write('pwned')")
+
+
+_FAKE_MODULE = "pytorch_lightning.utilities.parsing"  # where AttributeDict lives, which is allowed
+
+
+def _unknown_module_global(marker, monkeypatch):
+    """A call to ``run`` of a module named like Lightning's: only the test process has it,
+    while the file is written (an attacker's module, or one lverse never imports)."""
+    import types
+
+    def run(path):
+        with open(path, "w") as f:
+            f.write("pwned")
+
+    parents = _FAKE_MODULE.split(".")
+    for i in range(1, len(parents) + 1):
+        module = types.ModuleType(".".join(parents[:i]))
+        monkeypatch.setitem(__import__("sys").modules, module.__name__, module)
+    run.__module__, run.__qualname__ = _FAKE_MODULE, "run"
+    __import__("sys").modules[_FAKE_MODULE].run = run
+    return _Calls(run, str(marker))
+
+
+EVIL = {
+    "os.system": (_os_system, "posix.system"),
+    "builtins.eval": (_builtins_eval, "builtins.eval"),
+    "unknown-module": (None, f"{_FAKE_MODULE}.run"),
+}
+SAVES = {"zip": {}, "legacy": {"_use_new_zipfile_serialization": False}, "protocol-4": {"pickle_protocol": 4}}
+
+
+def write_evil(path, kind, marker, monkeypatch, **save_options):
+    """A Lightning-shaped checkpoint whose hyper_parameters run code when unpickled."""
+    make, _ = EVIL[kind]
+    with monkeypatch.context() as patch:  # the fake module is gone again once the file is written
+        payload = make(marker) if make else _unknown_module_global(marker, patch)
+        torch.save({"state_dict": {"w": torch.zeros(2)}, "hyper_parameters": {"args": payload}}, path,
+                   **save_options)
+    return path
+
+
+def expect_refused_code(load, path, marker, *fragments):
+    import traceback
+
+    with pytest.raises(CheckpointError) as info:
+        load(path)
+    message = str(info.value)
+    for fragment in (path.name, "holds code that lverse will not run", *fragments):
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    # Not in the message, nor in the chained torch error a traceback would print.
+    shown = "".join(traceback.format_exception(info.value)).replace("`", "")
+    assert "weights_only set to False" not in shown and "weights_only=False" not in shown, shown
+    assert not marker.exists(), "the checkpoint's code ran"
+    return message
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+@pytest.mark.parametrize("save", SAVES, ids=list(SAVES))
+@pytest.mark.parametrize("kind", EVIL, ids=list(EVIL))
+@pytest.mark.parametrize("suffix", [".ckpt", ".pt"])
+def test_augvae_refuses_a_pickle_that_runs_code(tmp_path, monkeypatch, kind, save, suffix):
+    marker = tmp_path / "pwned"
+    path = write_evil(tmp_path / f"evil{suffix}", kind, marker, monkeypatch, **SAVES[save])
+    expect_refused_code(AugVAE.from_checkpoint, path, marker, EVIL[kind][1])
+
+
+def test_the_code_is_described_as_a_call(tmp_path, monkeypatch):
+    marker = tmp_path / "pwned"
+    message = expect_refused_code(AugVAE.from_checkpoint, write_evil(tmp_path / "a.ckpt", "os.system", marker,
+                                                                     monkeypatch), marker, "a call to posix.system")
+    assert "Namespace" in message  # what lverse does unpickle
+
+
+def test_every_refused_global_is_named(tmp_path):
+    import builtins
+    import os
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "two.ckpt"
+    torch.save({"state_dict": {}, "a": _Calls(os.system, _marker_command(marker)),
+                "b": _Calls(builtins.eval, "1")}, path)
+    expect_refused_code(AugVAE.from_checkpoint, path, marker, "a call to posix.system and a call to builtins.eval")
+
+
+@pytest.mark.parametrize("kind", EVIL, ids=list(EVIL))
+def test_load_refuses_a_model_directory_with_such_a_ckpt(tmp_path, monkeypatch, biart_file, kind):
+    import lverse
+
+    marker = tmp_path / "pwned"
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    biart_file.rename(model_dir / "biart.safetensors")
+    write_evil(model_dir / "augvae.ckpt", kind, marker, monkeypatch)
+    expect_refused_code(lverse.load, model_dir, marker, EVIL[kind][1])
+
+
+@pytest.mark.parametrize("kind", EVIL, ids=list(EVIL))
+def test_biart_never_unpickles(tmp_path, monkeypatch, kind):
+    import traceback
+
+    marker = tmp_path / "pwned"
+    path = write_evil(tmp_path / "biart.ckpt", kind, marker, monkeypatch)
+    with pytest.raises(CheckpointError, match="is not an lverse BiART checkpoint") as info:
+        BiART.from_checkpoint(path)
+    assert "False" not in "".join(traceback.format_exception(info.value))
+    assert not marker.exists()
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol", "ignore:.torch.load. received a zip file",
+                            "ignore::DeprecationWarning")
+@pytest.mark.parametrize("write, expected", [
+    (lambda p: torch.save({"state_dict": {}}, p, pickle_protocol=4), "opcode 149 (FRAME)"),
+    (lambda p: torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), p), "is a TorchScript archive"),
+], ids=["protocol-4", "torchscript"])
+def test_other_refusals_give_no_unsafe_advice(tmp_path, write, expected):
+    import traceback
+
+    path = tmp_path / "odd.pt"
+    write(path)
+    with pytest.raises(CheckpointError) as info:
+        AugVAE.from_checkpoint(path)
+    assert expected in str(info.value) and path.name in str(info.value)
+    shown = "".join(traceback.format_exception(info.value)).replace("`", "")
+    assert "weights_only set to False" not in shown and "weights_only=False" not in shown, shown

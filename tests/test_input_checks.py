@@ -189,3 +189,102 @@ def test_numpy_ints_and_floats_are_plain_values_in_configs():
     assert type(model.config.vocab_size) is int
     out = model.generate(torch.tensor([[1]]), torch.tensor([[0]]), np.int64(2), pad_token=np.int64(0), seed=0)
     assert out.shape == (1, 2)
+
+
+# -- what caption and generate are given --------------------------------------------------
+
+
+def test_an_empty_batch_is_no_images():
+    size = default_model().vae.config.resolution
+    with pytest.raises(ValueError, match="^no images given$"):
+        lverse.caption(torch.zeros(0, 3, size, size))
+    with pytest.raises(ValueError, match="^no images given$"):
+        lverse.caption([])
+    with pytest.raises(ValueError, match=r"^images\[1\]: an empty batch, no images given$"):
+        lverse.caption([torch.zeros(3, size, size), torch.zeros(0, 3, size, size)])
+
+
+def test_a_bad_item_of_a_list_is_named_by_its_index():
+    model = default_model()
+    size = model.vae.config.resolution
+    good = np.zeros((size, size, 3), dtype=np.uint8)
+    cases = [
+        ([good, good, np.zeros((4, 4, 2), np.uint8)], ValueError,
+         r"images\[2\]: expected 1 \(gray\), 3 \(RGB\) or 4 \(RGBA\) channels, got 2"),
+        ([good, np.zeros((4,), np.uint8)], ValueError,
+         r"images\[1\]: expected an array of shape \(H, W\) or \(H, W, C\), got \(4,\)"),
+        ([good, np.full((4, 4, 3), 2.0)], ValueError, r"images\[1\]: float arrays must hold values in \[0, 1\]"),
+        ([good, np.zeros((4, 4, 3), np.int64)], TypeError, r"images\[1\]: expected a uint8 or float array, got dtype"),
+        ([good, good, good, np.zeros((0, 4, 3), np.uint8)], lverse.ImageError, r"images\[3\]: image has an empty side"),
+        (["examples/images/scene_0.png", 3], TypeError,
+         r"images\[1\]: expected a path, PIL image, numpy array or tensor, got int"),
+        ([good, torch.zeros(3, size + 1, size)], ValueError, rf"images\[1\]: expected image tensor of {size}x{size}"),
+        ([torch.zeros(3, size, size), torch.full((3, size, size), 2.0)], ValueError,
+         r"images\[1\]: expected image tensor of values in \[-1, 1\], got \[2, 2\]"),
+    ]
+    for images, error, match in cases:
+        with pytest.raises(error, match=match):
+            model.caption(images)
+    with pytest.raises(ValueError, match=r"images\[1\]: expected 1 \(gray\)"):
+        lverse.images.load([good, np.zeros((4, 4, 5), np.uint8)])
+    with pytest.raises(lverse.ImageError, match=r"images\[1\]: image has an empty side"):
+        lverse.images.load([good, np.zeros((4, 0), np.uint8)], size=size)
+
+
+def test_tensors_and_other_images_mix_in_one_list():
+    model = default_model()
+    size = model.vae.config.resolution
+    path = "examples/images/scene_0.png"
+    tensor = lverse.images.load(path, size=size)[0]
+    alone = model.caption(path, candidates=0)
+    assert model.caption([tensor, path, tensor], candidates=0) == [alone] * 3
+
+
+@pytest.mark.parametrize("bad, found", [(float("nan"), "1 NaN"), (float("inf"), "1 infinite"),
+                                        (-float("inf"), "1 infinite")], ids=["nan", "inf", "-inf"])
+def test_non_finite_pixels_are_named(bad, found):
+    model = default_model()
+    size = model.vae.config.resolution
+    good = np.random.default_rng(0).uniform(0.15, 0.95, (size, size, 3))
+    pixels = good.copy()
+    pixels[3, 4, 1] = bad
+    with pytest.raises(ValueError, match=rf"^image: float arrays must hold values in \[0, 1\], got {found} value"):
+        model.caption(pixels)
+    with pytest.raises(ValueError, match=rf"^images\[1\]: float arrays must hold values in \[0, 1\], got {found}"):
+        lverse.images.load([good, pixels], size=size)
+    tensor = torch.from_numpy(pixels).float().permute(2, 0, 1) * 2 - 1
+    with pytest.raises(ValueError, match=rf"expected image tensor of values in \[-1, 1\], got {found} value"):
+        model.caption(tensor)
+
+
+def test_a_meta_tensor_has_no_values_to_caption():
+    size = default_model().vae.config.resolution
+    with pytest.raises(ValueError, match="expected image tensor with values, got a tensor on the meta device"):
+        lverse.caption(torch.zeros(1, 3, size, size, device="meta"))
+    with pytest.raises(ValueError, match=r"images\[0\]: expected image tensor with values, got a tensor on the meta"):
+        lverse.caption([torch.zeros(3, size, size, device="meta")])
+
+
+@pytest.mark.parametrize("data", [b"\x89PNG\r\n\x1a\n", bytearray(b"scene.png"), memoryview(b"abc")],
+                         ids=["bytes", "bytearray", "memoryview"])
+def test_bytes_are_refused_not_read_as_ints(data):
+    kind = type(data).__name__
+    with pytest.raises(TypeError, match=rf"images must be a path, PIL image, numpy array or tensor, or a list of "
+                                        rf"them; got {kind} \(pass a path as a str or pathlib.Path; open encoded "
+                                        r"image data with PIL.Image.open\(io.BytesIO\(data\)\)\)"):
+        lverse.caption(data)
+    with pytest.raises(TypeError, match=rf"images\[1\]: expected a path, PIL image, numpy array or tensor, got {kind}"):
+        lverse.caption(["examples/images/scene_0.png", data])
+    with pytest.raises(TypeError, match=rf"images must be a path, PIL.Image or numpy array, or a list of them; "
+                                        rf"got {kind}"):
+        lverse.images.load(data)
+    with pytest.raises(TypeError, match=rf"text must be a str or a list of str, got {kind} \(decode bytes first"):
+        lverse.generate(data)
+
+
+@pytest.mark.parametrize("texts, kind", [(None, "NoneType"), (3, "int"), ({"a red circle": 1}, "dict")])
+def test_generate_names_what_text_must_be(texts, kind):
+    with pytest.raises(TypeError, match=f"^text must be a str or a list of str, got {kind}$"):
+        lverse.generate(texts)
+    with pytest.raises(TypeError, match="text 1 must be a str, got bytes"):
+        lverse.generate(["a small red circle at the top", b"a small red circle at the top"])

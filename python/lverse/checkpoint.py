@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import os
 import pickle
+import pickletools
 import re
+import sys
+import types
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +21,7 @@ from pathlib import Path
 import torch
 
 from ._checks import require_known_keys
-from .errors import CheckpointError, first_line
+from .errors import CheckpointError
 
 FORMAT_KEY = "lverse.format"
 CONFIG_KEY = "lverse.config"
@@ -58,21 +62,202 @@ _SAFE_GLOBALS = [argparse.Namespace] + [
 ]
 
 
+# What torch.load raises for a file it cannot (or will not) read: its own exceptions, and
+# whatever the unpickler trips on in a damaged pickle.
+_LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, TypeError,
+                KeyError, IndexError, AttributeError, AssertionError)
+
+
 def _torch_load(path: Path) -> object:
     # weights_only keeps arbitrary code out of the unpickler.
     try:
         with torch.serialization.safe_globals(_SAFE_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
-        text = str(err)
-        unsupported = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-        if unsupported:
-            raise CheckpointError(
-                f"{path} pickles an object of class {unsupported.group(1)}, which lverse does not unpickle "
-                "(only tensors, containers, argparse.Namespace and Lightning's AttributeDict are allowed, "
-                "so that loading runs no code from the file)"
-            ) from err
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {first_line(err)}") from err
+    except _LOAD_ERRORS as err:
+        # torch's message (kept as the cause only where it carries no advice) may tell the user
+        # to load the file with weights_only=False, that is, to run whatever code it holds.
+        raise _load_error(path, err) from (None if _gives_unsafe_advice(str(err)) else err)
+
+
+_REFUSED_CODE = ("lverse unpickles only tensors, containers, argparse.Namespace and Lightning's AttributeDict, "
+                 "so that loading a file never runs code from it")
+# The modules torch's weights_only unpickler refuses outright (_blocklisted_modules).
+_BLOCKED_MODULES = ("sys", "os", "posix", "nt")
+
+
+def _gives_unsafe_advice(text: str) -> bool:
+    return bool(re.search(r"weights_only`?\s*(set to|=)\s*`?False", text))
+
+
+def _load_error(path: Path, err: BaseException) -> CheckpointError:
+    """The CheckpointError for a file torch.load refused or could not read. A pickle that
+    refers to code is named as such, with the globals it names; torch's advice to load it
+    with weights_only=False, which would run that code, is never passed on."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    if isinstance(err, pickle.UnpicklingError):
+        # The refused global torch names first, then any others the pickle names (a pickle
+        # torch stopped reading early, at an opcode it does not read, is scanned all the same).
+        names = _unsafe_globals(path)
+        refused = _refused_global(text)
+        if refused and refused not in names:
+            names.insert(0, refused)
+        if names:
+            shown = [_describe_global(name) for name in names[:5]]
+            if len(names) > 5:
+                shown.append(f"{len(names) - 5} more")
+            listed = shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} and {shown[-1]}"
+            return CheckpointError(f"{path} holds code that lverse will not run: it pickles {listed}. "
+                                   f"{_REFUSED_CODE}.")
+    if "TorchScript" in text:
+        return CheckpointError(f"{path} is a TorchScript archive (a program, not a checkpoint), which lverse "
+                               "will not run")
+    if "legacy .tar format" in text:
+        return CheckpointError(f"{path} is in PyTorch's legacy .tar format, which lverse does not read")
+    reason = _torch_reason(text) or type(err).__name__
+    operand = re.fullmatch(r"Unsupported operand (\d+)", reason)
+    if operand:
+        code = int(operand.group(1))
+        opcode = next((op.name for op in pickletools.opcodes if ord(op.code[0]) == code), None)
+        reason = (f"its pickle uses opcode {code}{f' ({opcode})' if opcode else ''}, which lverse's safe "
+                  "unpickler does not read (torch.save writes pickle protocol 2 by default)")
+    elif _gives_unsafe_advice(text):
+        # A refusal of the weights_only unpickler that names no global: nothing in the file ran.
+        reason = f"{reason} ({_REFUSED_CODE})"
+    return CheckpointError(f"{path} is not a readable PyTorch checkpoint: {reason}")
+
+
+def _refused_global(text: str) -> str | None:
+    """The global (module.name) torch's weights_only unpickler refused, from its message."""
+    blocked = re.search(r"unsupported GLOBAL (\S+) whose module \S+ is blocked", text)
+    if blocked:
+        return blocked.group(1)
+    unsupported = re.search(r"Unsupported global: GLOBAL (\S+) was not an allowed global", text)
+    if unsupported:
+        name = unsupported.group(1)
+        # torch drops the "builtins." of builtins (GLOBAL eval for builtins.eval).
+        return name if "." in name else f"builtins.{name}"
+    found = re.search(r"(?:Can only create new object|Can only build).* but got <class '([^']+)'>", text)
+    return found.group(1) if found else None
+
+
+def _torch_reason(text: str) -> str:
+    """The first line of what torch's reader found wrong, without torch's advice on how to
+    load the file anyway (weights_only=False, add_safe_globals) or where to read more."""
+    advice = (
+        r"Weights only load failed\.?", r"In PyTorch 2\.6, we changed the default value.*?trusted source\.",
+        r"This file can still be loaded, to do so you have two options,.*?checkpoint\.",
+        r"\(1\)", r"\(2\) Alternatively, to load with `weights_only=True`.*?error message\.",
+        r"Please file an issue with the following so that we can make `weights_only=True` compatible with your "
+        r"use case:", r"WeightsUnpickler error:", r"Please use `torch\.serialization\.add_safe_globals.*",
+        r"Check the documentation of torch\.load.*", r"[^.\n]*weights_only`?\s*(set to|=)\s*`?False[^.\n]*\.?",
+    )
+    for pattern in advice:
+        text = re.sub(pattern, "", text)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def _unsafe_globals(path: Path) -> list[str]:
+    """The globals (module.name) that the file's pickle names and the weights_only unpickler
+    does not allow, in order, read without unpickling anything (pickletools only parses)."""
+    try:
+        from torch import _weights_only_unpickler as wo
+
+        allowed = set(wo._get_allowed_globals()) | set(wo._get_user_allowed_globals())
+    except Exception:  # a private torch API: without it, count torch's own as allowed
+        allowed = None
+    allowed_here = {"argparse.Namespace", *(name for _, name in _SAFE_GLOBALS[1:])}
+    return [name for name in _pickled_globals(path)
+            if name not in allowed_here
+            and (name not in allowed if allowed is not None
+                 else not name.startswith(("torch.", "collections.OrderedDict", "_codecs.encode")))]
+
+
+_SCAN_LIMIT = 64 * 2**20
+
+
+def _pickled_globals(path: Path) -> list[str]:
+    """The globals named by the pickle of a torch.save file, as far as it parses."""
+    found: list[str] = []
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                records = [info for info in archive.infolist()
+                           if info.filename.count("/") == 1 and info.filename.endswith("/data.pkl")]
+                if not records or records[0].file_size > _SCAN_LIMIT:
+                    return found
+                _scan_pickles(io.BytesIO(archive.read(records[0])), 1, found)
+        else:
+            # The legacy format: magic number, protocol, system info, the object, storage keys.
+            with open(path, "rb") as f:
+                _scan_pickles(io.BytesIO(f.read(_SCAN_LIMIT)), 5, found)
+    except Exception:  # a damaged pickle: what was found before the damage is still worth naming
+        pass
+    return list(dict.fromkeys(found))
+
+
+_STRING_OPS = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8"}
+
+
+def _scan_pickles(stream, count: int, found: list[str]) -> None:
+    for _ in range(count):
+        memo: dict = {}
+        recent: list = []  # the last values pushed, where they are strings (STACK_GLOBAL's operands)
+        for op, arg, _ in pickletools.genops(stream):
+            if op.name in ("GLOBAL", "INST"):
+                found.append(_global_name(*arg.split(" ", 1)))
+            elif op.name == "STACK_GLOBAL" and len(recent) >= 2 and all(isinstance(v, str) for v in recent[-2:]):
+                found.append(_global_name(recent[-2], recent[-1]))
+            if op.name in _STRING_OPS:
+                recent.append(arg)
+            elif op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                memo[arg] = recent[-1] if recent else None
+            elif op.name == "MEMOIZE":
+                memo[len(memo)] = recent[-1] if recent else None
+            elif op.name in ("GET", "BINGET", "LONG_BINGET"):
+                recent.append(memo.get(arg))
+            elif op.name not in ("PROTO", "FRAME"):
+                recent.append(None)
+            del recent[:-2]
+
+
+def _global_name(module: str, name: str) -> str:
+    """module.name as the unpickler reads it: Python 2 names (protocol 2's __builtin__.eval)
+    mapped to Python 3's, as pickle and torch's unpickler map them."""
+    import _compat_pickle
+
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+    elif module in _compat_pickle.IMPORT_MAPPING:
+        module = _compat_pickle.IMPORT_MAPPING[module]
+    return f"{module}.{name}"
+
+
+def _describe_global(name: str) -> str:
+    """How a refused global reads in the message, looked up (not imported) to tell a class
+    from a function where its module is already loaded."""
+    obj = _lookup(name)
+    if isinstance(obj, type):
+        return f"an object of class {name}"
+    if callable(obj) or name.split(".")[0] in _BLOCKED_MODULES:
+        return f"a call to {name}"
+    return f"an object of class {name} (or a call to a function of that name)"
+
+
+def _lookup(name: str):
+    """The object ``module.qualname`` names, if its module is loaded; nothing is imported and
+    only __dict__ entries are read, so no code of the file's choosing runs."""
+    parts = name.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        obj = sys.modules.get(".".join(parts[:split]))
+        if obj is None:
+            continue
+        for part in parts[split:]:
+            if not isinstance(obj, (type, types.ModuleType)):
+                return None
+            obj = obj.__dict__.get(part)
+        return obj
+    return None
 
 
 def _read_safetensors(path: Path, kind: str) -> tuple[dict, dict, dict]:

@@ -16,28 +16,46 @@ import torch
 from . import _native
 from ._checks import require_positive_int, require_tensor
 
+# Encoded files and byte strings are both bytes: which one was meant cannot be told, so
+# neither is guessed (a bytes object is a Sequence of ints, and would be read as one).
+BYTES_TYPES = (bytes, bytearray, memoryview)
 
-def _as_uint8_array(image, index: int) -> np.ndarray:
+
+def bytes_hint(value) -> str:
+    return (f"got {type(value).__name__} (pass a path as a str or pathlib.Path; open encoded image data "
+            "with PIL.Image.open(io.BytesIO(data)))")
+
+
+def _as_uint8_array(image, what: str) -> np.ndarray:
+    """A PIL image or numpy array (``what`` names it in errors) -> the uint8 array the
+    native preprocessing reads, (H, W) or (H, W, 1 | 3 | 4)."""
     from PIL import Image
 
     if isinstance(image, Image.Image):
         if image.mode not in ("L", "RGB", "RGBA"):
             image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
         return np.asarray(image)
-    if isinstance(image, np.ndarray):
-        if image.dtype == np.uint8:
-            return image
-        if np.issubdtype(image.dtype, np.floating):
-            if image.size and (np.nanmin(image) < 0 or np.nanmax(image) > 1 or np.isnan(image).any()):
-                raise ValueError(
-                    f"image {index}: float arrays must hold values in [0, 1], got range "
-                    f"[{np.nanmin(image)}, {np.nanmax(image)}]"
-                )
-            return np.round(image * 255).astype(np.uint8)
-        raise TypeError(f"image {index}: expected a uint8 or float array, got dtype {image.dtype}")
-    raise TypeError(
-        f"image {index}: expected a path, PIL.Image or numpy array, got {type(image).__name__}"
-    )
+    if isinstance(image, BYTES_TYPES):
+        raise TypeError(f"{what}: expected a path, PIL.Image or numpy array, {bytes_hint(image)}")
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"{what}: expected a path, PIL.Image or numpy array, got {type(image).__name__}")
+    if image.ndim not in (2, 3):
+        raise ValueError(f"{what}: expected an array of shape (H, W) or (H, W, C), got {image.shape}")
+    if image.ndim == 3 and image.shape[2] not in (1, 3, 4):
+        raise ValueError(f"{what}: expected 1 (gray), 3 (RGB) or 4 (RGBA) channels, got {image.shape[2]}")
+    if image.dtype == np.uint8:
+        return image
+    if not np.issubdtype(image.dtype, np.floating):
+        raise TypeError(f"{what}: expected a uint8 or float array, got dtype {image.dtype}")
+    if image.size:
+        nan, inf = int(np.isnan(image).sum()), int(np.isinf(image).sum())
+        if nan or inf:
+            found = " and ".join(part for part in (nan and f"{nan} NaN", inf and f"{inf} infinite") if part)
+            raise ValueError(f"{what}: float arrays must hold values in [0, 1], got {found} value(s)")
+        low, high = float(image.min()), float(image.max())
+        if low < 0 or high > 1:
+            raise ValueError(f"{what}: float arrays must hold values in [0, 1], got range [{low:g}, {high:g}]")
+    return np.round(image * 255).astype(np.uint8)
 
 
 def load(images, size: int = 256) -> torch.Tensor:
@@ -45,23 +63,42 @@ def load(images, size: int = 256) -> torch.Tensor:
 
     Accepts file paths, PIL images and numpy arrays (H, W), (H, W, 3) or (H, W, 4), uint8 or
     float in [0, 1]. Grayscale, palette, RGBA and 16-bit files become RGB (alpha dropped).
+    Bytes are refused (a path goes in as a str or pathlib.Path, encoded data through
+    PIL.Image.open). A bad item of a list is named by its index (``images[2]: ...``).
     """
     require_positive_int(size, "size")
     if size > _native.MAX_IMAGE_SIZE:
         raise ValueError(f"size must be at most {_native.MAX_IMAGE_SIZE}, got {size}")
+    if isinstance(images, BYTES_TYPES):
+        raise TypeError(f"images must be a path, PIL.Image or numpy array, or a list of them; {bytes_hint(images)}")
     if isinstance(images, (str, os.PathLike, np.ndarray)) or not isinstance(images, Sequence):
-        images = [images]
+        return load_items([images], ["image"], size)
     if len(images) == 0:
         raise ValueError("no images given")
-    paths = [i for i in images if isinstance(i, (str, os.PathLike))]
-    if len(paths) == len(images):
+    return load_items(list(images), [f"images[{i}]" for i in range(len(images))], size)
+
+
+def load_items(items: list, names: list[str], size: int) -> torch.Tensor:
+    """``load`` for a non-empty list whose items are named ``names`` in errors."""
+    paths = [i for i in items if isinstance(i, (str, os.PathLike))]
+    if len(paths) == len(items):
         return _native.load_files([os.fspath(p) for p in paths], size)
     if paths:
         # Mixed input: keep the order, decode files one batch at a time.
-        parts = [load([i], size) for i in images]
-        return torch.cat(parts)
-    arrays = [_as_uint8_array(image, i) for i, image in enumerate(images)]
-    return _native.load_pixels(arrays, size)
+        return torch.cat([load_items([item], [name], size) for item, name in zip(items, names, strict=True)])
+    arrays = [_as_uint8_array(item, name) for item, name in zip(items, names, strict=True)]
+    try:
+        return _native.load_pixels(arrays, size)
+    except ValueError as err:
+        if len(arrays) == 1 and names[0] == "image":
+            raise
+        # The native preprocessing does not say which image it refused: find it.
+        for array, name in zip(arrays, names, strict=True):
+            try:
+                _native.load_pixels([array], size)
+            except ValueError as one:
+                raise type(one)(f"{name}: {one}") from err
+        raise
 
 
 def to_uint8(tensor: torch.Tensor) -> torch.Tensor:

@@ -5,13 +5,15 @@ that ships with the package, loaded on first use; ``lverse.load(path)`` loads an
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from . import images as image_io
-from ._checks import require_nonnegative_int, require_positive_int
+from ._checks import is_transformed, require_nonnegative_int, require_positive_int
 from .augvae import AugVAE
 from .biart import BiART
 from .errors import CheckpointError
@@ -48,33 +50,79 @@ class LVerse:
     def _images(self, inputs) -> torch.Tensor:
         size = self.vae.config.resolution
         if isinstance(inputs, torch.Tensor):
-            return self._image_tensor(inputs, "image tensor")
-        if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(i, torch.Tensor) for i in inputs):
-            return torch.cat([self._image_tensor(t, f"image {i}") for i, t in enumerate(inputs)])
-        return image_io.load(inputs, size=size).to(self.device, self._vae_dtype())
+            batch = self._image_tensor(inputs, None)
+        elif isinstance(inputs, image_io.BYTES_TYPES):
+            raise TypeError(f"images must be a path, PIL image, numpy array or tensor, or a list of them; "
+                            f"{image_io.bytes_hint(inputs)}")
+        elif isinstance(inputs, (list, tuple)):
+            if not inputs:
+                raise ValueError("no images given")
+            batch = self._image_list(list(inputs), size)
+        else:
+            _require_image_kind(inputs, "image")
+            batch = image_io.load_items([inputs], ["image"], size)
+        if batch.shape[0] == 0:
+            raise ValueError("no images given")
+        return batch.to(self.device, self._vae_dtype())
+
+    def _image_list(self, items: list, size: int) -> torch.Tensor:
+        """A list of images, each named ``images[i]`` in errors; tensors (each one image or
+        a batch) and the other kinds may be mixed, runs of the others decoding together."""
+        names = [f"images[{i}]" for i in range(len(items))]
+        for item, name in zip(items, names, strict=True):
+            _require_image_kind(item, name)
+        parts, run = [], []
+        for item, name in [*zip(items, names, strict=True), (None, None)]:
+            if (item is None or isinstance(item, torch.Tensor)) and run:
+                parts.append(image_io.load_items([i for i, _ in run], [n for _, n in run], size))
+                run = []
+            if isinstance(item, torch.Tensor):
+                parts.append(self._image_tensor(item, name))
+            elif item is not None:
+                run.append((item, name))
+        return torch.cat([part.to(self.device, self._vae_dtype()) for part in parts])
 
     def _vae_dtype(self) -> torch.dtype:
         return next(self.vae.parameters()).dtype
 
-    def _image_tensor(self, image: torch.Tensor, what: str) -> torch.Tensor:
+    def _image_tensor(self, image: torch.Tensor, name: str | None) -> torch.Tensor:
         """A float tensor (3, H, W) or (B, 3, H, W) in [-1, 1] at the model's resolution:
-        anything else (uint8 pixels, 0..255 floats, another size) would caption noise."""
+        anything else (uint8 pixels, 0..255 floats, another size) would caption noise.
+        ``name`` is the item's name in a list (``images[2]``), None for a lone tensor."""
+        what = f"{name}: expected image tensor" if name else "expected image tensor"
         size = self.vae.config.resolution
         x = image.unsqueeze(0) if image.dim() == 3 else image
         if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected {what} of shape (3, H, W) or (B, 3, H, W), got {tuple(image.shape)}")
+            raise ValueError(f"{what} of shape (3, H, W) or (B, 3, H, W), got {tuple(image.shape)}")
         if not x.is_floating_point():
-            raise TypeError(f"expected {what} of floats in [-1, 1], got {x.dtype} "
+            raise TypeError(f"{what} of floats in [-1, 1], got {x.dtype} "
                             "(pass uint8 pixels as a numpy array or PIL image instead)")
         if tuple(x.shape[2:]) != (size, size):
-            raise ValueError(f"expected {what} of {size}x{size} pixels, got {x.shape[2]}x{x.shape[3]} "
+            raise ValueError(f"{what} of {size}x{size} pixels, got {x.shape[2]}x{x.shape[3]} "
                              "(lverse.images.load resizes and crops)")
-        if x.numel() and not (torch.isfinite(x).all() and x.min() >= -1.0 - 1e-3 and x.max() <= 1.0 + 1e-3):
-            raise ValueError(f"expected {what} of values in [-1, 1], got [{x.min().item():g}, {x.max().item():g}]")
-        return x.to(self.device, self._vae_dtype())
+        if x.shape[0] == 0:
+            raise ValueError(f"{name}: an empty batch, no images given" if name else "no images given")
+        if x.is_meta:
+            raise ValueError(f"{what} with values, got a tensor on the meta device (it has a shape but no data)")
+        if is_transformed(x):
+            raise ValueError(f"{what} with readable values, got a tensor transformed by vmap/grad")
+        if x.numel():
+            nan, inf = int(torch.isnan(x).sum()), int(torch.isinf(x).sum())
+            if nan or inf:
+                found = " and ".join(part for part in (nan and f"{nan} NaN", inf and f"{inf} infinite") if part)
+                raise ValueError(f"{what} of values in [-1, 1], got {found} value(s)")
+            low, high = x.min().item(), x.max().item()
+            if low < -1.0 - 1e-3 or high > 1.0 + 1e-3:
+                raise ValueError(f"{what} of values in [-1, 1], got [{low:g}, {high:g}]")
+        return x
 
     def _texts(self, texts) -> list[str]:
         single = isinstance(texts, str)
+        if isinstance(texts, image_io.BYTES_TYPES):
+            raise TypeError(f"text must be a str or a list of str, got {type(texts).__name__} "
+                            "(decode bytes first, e.g. data.decode('utf-8'))")
+        if not single and not isinstance(texts, (list, tuple)):
+            raise TypeError(f"text must be a str or a list of str, got {type(texts).__name__}")
         texts = [texts] if single else list(texts)
         if not texts:
             raise ValueError("no text given")
@@ -103,7 +151,10 @@ class LVerse:
     def caption(self, images, *, candidates: int = 16, rerank_candidates: bool = True, beams: int | None = None,
                 greedy: bool = True, temperature: float = 1.0, top_k: int | None = None,
                 top_p: float | None = None, seed: int | None = None):
-        """A path, PIL image, numpy array or tensor (or a list of them) -> caption(s).
+        """A path, PIL image, numpy array or tensor (or a list of them, kinds mixed as they
+        come) -> caption(s). Bytes are refused: a path goes in as a str or pathlib.Path,
+        encoded image data through ``PIL.Image.open(io.BytesIO(data))``. A bad item of a
+        list is named by its index (``images[2]: ...``).
 
         The caption is decoded greedily by default; ``beams=k`` for beam search;
         ``greedy=False`` samples with temperature / top_k / top_p (``seed`` makes it
@@ -130,8 +181,9 @@ class LVerse:
                  seed: int | None = None, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, progress: Callable[[int, int], object] | None = None):
         """Text (or a list of texts) -> ``n`` PIL images per text (a list, or a list of
-        lists for a list of texts). ``candidates`` images are sampled per text in one batch;
-        with ``rerank_candidates`` the model itself ranks them by log p(text | image)."""
+        lists for a list of texts). Text is a str or a list or tuple of str: bytes and other
+        iterables are refused. ``candidates`` images are sampled per text in one batch; with
+        ``rerank_candidates`` the model itself ranks them by log p(text | image)."""
         single = isinstance(texts, str)
         texts = self._texts(texts)
         require_positive_int(n, "n")
@@ -168,16 +220,31 @@ def load(path: str | os.PathLike, map_location="cpu") -> LVerse:
 
 
 _default: LVerse | None = None
+_default_lock = threading.Lock()
 
 
 def default_model() -> LVerse:
-    """The model shipped with lverse, loaded once."""
+    """The model shipped with lverse, loaded once, also when several threads ask at once."""
     global _default
-    if _default is None:
-        from .weights import default_model_dir
+    model = _default
+    if model is None:
+        with _default_lock:
+            model = _default
+            if model is None:
+                from .weights import default_model_dir
 
-        _default = load(default_model_dir())
-    return _default
+                model = _default = load(default_model_dir())
+    return model
+
+
+def _require_image_kind(item, name: str) -> None:
+    """``item`` is one of the kinds ``caption`` reads (a nested list is not)."""
+    from PIL import Image
+
+    if isinstance(item, image_io.BYTES_TYPES):
+        raise TypeError(f"{name}: expected a path, PIL image, numpy array or tensor, {image_io.bytes_hint(item)}")
+    if not isinstance(item, (str, os.PathLike, Image.Image, np.ndarray, torch.Tensor)):
+        raise TypeError(f"{name}: expected a path, PIL image, numpy array or tensor, got {type(item).__name__}")
 
 
 def caption(images, *, candidates: int = 16, rerank: bool = True, model: LVerse | None = None, **options):
