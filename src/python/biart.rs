@@ -89,18 +89,14 @@ impl PyBiartCore {
             pad_token,
         };
         let config = &self.config;
-        let (out, raised) = py.allow_threads(move || {
-            let model = match decoding_model(config, &tensors) {
-                Ok(model) => model,
-                Err(err) => return (Err(err), None),
-            };
-            let mut hook = StepHook::new(progress, interruptible);
-            let out = generate(&model, &idx.0, &seg.0, &request, &mut |done, total| {
-                hook.step(done, total)
-            });
-            (out, hook.raised)
+        let out = py.allow_threads(move || {
+            hooked_decoding(config, &tensors, progress, interruptible, |model, hook| {
+                generate(model, &idx.0, &seg.0, &request, &mut |done, total| {
+                    hook.step(done, total)
+                })
+            })
         });
-        Ok(PyTensor(reraise(out, raised)?))
+        Ok(PyTensor(out?))
     }
 
     /// Logits computed token by token through the KV cache (for checking the cache).
@@ -144,26 +140,22 @@ impl PyBiartCore {
     ) -> PyResult<(PyTensor, PyTensor)> {
         let tensors = unwrap(params);
         let config = &self.config;
-        let (out, raised) = py.allow_threads(move || {
-            let model = match decoding_model(config, &tensors) {
-                Ok(model) => model,
-                Err(err) => return (Err(err), None),
-            };
-            let mut hook = StepHook::new(None, interruptible);
-            let out = beam_search(
-                &model,
-                &idx.0,
-                &seg.0,
-                steps,
-                beams,
-                &token_range,
-                stop_token,
-                pad_token,
-                &mut |done, total| hook.step(done, total),
-            );
-            (out, hook.raised)
+        let out = py.allow_threads(move || {
+            hooked_decoding(config, &tensors, None, interruptible, |model, hook| {
+                beam_search(
+                    model,
+                    &idx.0,
+                    &seg.0,
+                    steps,
+                    beams,
+                    &token_range,
+                    stop_token,
+                    pad_token,
+                    &mut |done, total| hook.step(done, total),
+                )
+            })
         });
-        let (tokens, scores) = reraise(out, raised)?;
+        let (tokens, scores) = out?;
         Ok((PyTensor(tokens), PyTensor(scores)))
     }
 }
@@ -220,6 +212,21 @@ impl StepHook {
 }
 
 /// A decoding loop's result: the exception a step raised, as it is, or the core's error.
+/// Runs a decoding loop on the model bound to `tensors` with a step hook, then turns the
+/// outcome into Python's: what a step's Python call raised comes back as it was raised.
+fn hooked_decoding<T>(
+    config: &BiartConfig,
+    tensors: &crate::params::TensorMap,
+    progress: Option<PyObject>,
+    interruptible: bool,
+    run: impl FnOnce(&Biart, &mut StepHook) -> crate::error::Result<T>,
+) -> PyResult<T> {
+    let model = decoding_model(config, tensors)?;
+    let mut hook = StepHook::new(progress, interruptible);
+    let out = run(&model, &mut hook);
+    reraise(out, hook.raised)
+}
+
 fn reraise<T>(out: crate::error::Result<T>, raised: Option<PyErr>) -> PyResult<T> {
     match (out, raised) {
         (Ok(out), _) => Ok(out),
