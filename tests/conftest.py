@@ -47,3 +47,8 @@ def pytest_configure(config):
 
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--soak-seconds", type=float, default=60.0,
+                     help="how long tests/test_soak.py runs (default 60 s, as in CI)")
