@@ -51,6 +51,15 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+impl From<crate::image_decode::PixelError> for Error {
+    fn from(err: crate::image_decode::PixelError) -> Self {
+        match err {
+            crate::image_decode::PixelError::Image(m) => Error::Image(m),
+            crate::image_decode::PixelError::Value(m) => Error::Value(m),
+        }
+    }
+}
+
 impl From<tch::TchError> for Error {
     fn from(err: tch::TchError) -> Self {
         Error::Torch(err.to_string())
