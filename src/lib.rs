@@ -5,7 +5,9 @@
 
 pub mod augvae;
 pub mod biart;
+mod contained;
 pub mod error;
+pub mod image_decode;
 pub mod image_io;
 pub mod params;
 mod pool;

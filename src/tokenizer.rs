@@ -100,9 +100,13 @@ impl Tokenizer {
     }
 
     fn parse(json: &str) -> std::result::Result<Self, String> {
-        let inner = json
-            .parse::<tokenizers::Tokenizer>()
-            .map_err(|err| err.to_string())?;
+        // JSON syntax first, on its own: tokenizers panics on some syntax errors met in
+        // the middle of its own parse. What is left of its panics is contained.
+        let value: serde_json::Value = serde_json::from_str(json).map_err(|err| err.to_string())?;
+        let inner =
+            crate::contained::contained(|| serde_json::from_value::<tokenizers::Tokenizer>(value))
+                .map_err(|panic| format!("the tokenizers library failed on it ({panic})"))?
+                .map_err(|err| err.to_string())?;
         Ok(Self { inner })
     }
 

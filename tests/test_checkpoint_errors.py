@@ -122,6 +122,35 @@ def test_biart_bad_tokenizer(biart_file, tokenizer):
     expect_checkpoint_error(BiART.from_checkpoint, biart_file, "tokenizer")
 
 
+def _tokenizers_panics(tokenizer) -> dict[str, str]:
+    """tokenizer.json texts on which the tokenizers crate panics instead of returning an
+    error (found by fuzz/checkpoint.py): a syntax error inside the decoder object, and a
+    Precompiled normalizer whose charsmap is not base64 of a charsmap."""
+    text = tokenizer.to_json()
+    at = text.index('"decoder"')
+    valid = json.loads(text)
+    return {
+        "decoder-syntax": text[:at] + text[at:].replace('{"type"', '{type"', 1),
+        "precompiled-int": json.dumps({**valid, "normalizer": {"type": "Precompiled", "precompiled_charsmap": 5}}),
+        "precompiled-str": json.dumps({**valid, "normalizer": {"type": "Precompiled",
+                                                                "precompiled_charsmap": "AAAA"}}),
+    }
+
+
+@pytest.mark.parametrize("case", ["decoder-syntax", "precompiled-int", "precompiled-str"])
+def test_a_tokenizer_json_that_panics_the_library_is_an_error(small_tokenizer, biart_file, case, capfd):
+    from lverse import Tokenizer
+
+    text = _tokenizers_panics(small_tokenizer)[case]
+    with pytest.raises(ValueError, match="not the JSON of a tokenizer") as info:
+        Tokenizer.from_json(text)
+    assert "PanicException" not in type(info.value).__name__
+    _rewrite_extra(biart_file, tokenizer=text)
+    expect_checkpoint_error(BiART.from_checkpoint, biart_file, "tokenizer")
+    # The library's panic message is in the error, not on stderr.
+    assert "panicked" not in capfd.readouterr().err
+
+
 def test_biart_layout_that_does_not_fit_the_model(biart_file):
     _rewrite_extra(biart_file, layout={"text_vocab": 7, "image_vocab": 16, "text_len": 4, "image_len": 4})
     expect_checkpoint_error(BiART.from_checkpoint, biart_file, "layout", "vocab_size")
@@ -177,6 +206,24 @@ def ckpt_file(tmp_path):
     path = tmp_path / "augvae.ckpt"
     write_lightning_ckpt(path, reference, None)
     return path
+
+
+def test_a_pickle_named_safetensors_is_read_by_its_content(ckpt_file, tmp_path):
+    # torch.load dispatches a path ending in .safetensors to safetensors by its name
+    # (found by fuzz/checkpoint.py): the file's bytes decide here, not its name.
+    renamed = tmp_path / "official.safetensors"
+    renamed.write_bytes(ckpt_file.read_bytes())
+    assert AugVAE.from_checkpoint(renamed).config == AugVAE.from_checkpoint(ckpt_file).config
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(b"\x80\x02" + bytes(100))
+    expect_checkpoint_error(AugVAE.from_checkpoint, damaged, "not a readable PyTorch checkpoint")
+
+
+def test_a_zip_that_libtorch_cannot_seek_in_is_a_checkpoint_error(tmp_path):
+    # libtorch's zip reader raises OSError (EINVAL) on this one (found by fuzz/checkpoint.py).
+    path = tmp_path / "damaged.ckpt"
+    path.write_bytes(b"PK\x03\x04" + bytes(range(256)) * 40)
+    expect_checkpoint_error(AugVAE.from_checkpoint, path, "not a readable PyTorch checkpoint", "Invalid argument")
 
 
 def rewrite_ckpt(path, change):

@@ -69,14 +69,21 @@ _LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFi
 
 
 def _torch_load(path: Path) -> object:
-    # weights_only keeps arbitrary code out of the unpickler.
-    try:
-        with torch.serialization.safe_globals(_SAFE_GLOBALS):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except _LOAD_ERRORS as err:
-        # torch's message (kept as the cause only where it carries no advice) may tell the user
-        # to load the file with weights_only=False, that is, to run whatever code it holds.
-        raise _load_error(path, err) from (None if _gives_unsafe_advice(str(err)) else err)
+    # weights_only keeps arbitrary code out of the unpickler. An open file, not the path:
+    # given a path ending in .safetensors, torch.load hands the file to safetensors by its
+    # name, while _sniff found a pickle or zip in it (found by fuzz/checkpoint.py).
+    with open(path, "rb") as f:
+        try:
+            with torch.serialization.safe_globals(_SAFE_GLOBALS):
+                return torch.load(f, map_location="cpu", weights_only=True)
+        except OSError as err:
+            # libtorch's zip reader, on some damaged archives read from a file object: EINVAL.
+            raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: libtorch's reader failed on it "
+                                  f"({err})") from err
+        except _LOAD_ERRORS as err:
+            # torch's message (kept as the cause only where it carries no advice) may tell the
+            # user to load the file with weights_only=False, that is, to run whatever code it holds.
+            raise _load_error(path, err) from (None if _gives_unsafe_advice(str(err)) else err)
 
 
 _REFUSED_CODE = ("lverse unpickles only tensors, containers, argparse.Namespace and Lightning's AttributeDict, "
