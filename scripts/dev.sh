@@ -2,7 +2,8 @@
 # One entry point for people and CI:
 #   scripts/dev.sh setup   create/refresh the venv and build the native module
 #   scripts/dev.sh demo    setup, then the main job
-#   scripts/dev.sh test    setup, then lints and every test, Rust and Python
+#   scripts/dev.sh test    setup, then lints, every test (Rust and Python) and the fuzzers
+#                          (LVERSE_FUZZ_SECONDS per target, default 60)
 # The venv and the cargo target directory live outside the clone (~/.cache/lverse by
 # default) so that a second run on the same machine is incremental.
 set -euo pipefail
@@ -47,11 +48,13 @@ test_all() {
   echo "== lints"
   cargo fmt --check
   cargo clippy --release --all-targets --features python --quiet -- -D warnings
-  ruff check python tests benches examples
+  ruff check python tests benches examples fuzz
   echo "== Rust tests"
   LD_LIBRARY_PATH="$(torch_lib)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" cargo test --release
   echo "== Python tests"
   python -m pytest -q
+  echo "== fuzzing"
+  "$ROOT/scripts/fuzz.sh" "${LVERSE_FUZZ_SECONDS:-60}"
 }
 
 case "${1:-}" in
