@@ -111,7 +111,7 @@ impl Sampling {
 
     /// One token per row of logits (B, V): the first legal maximum when greedy, else a
     /// draw from `probabilities` with one uniform number per row, in row order.
-    pub fn pick(&self, logits: &Tensor, mask: &Tensor, rng: &mut ChaCha8Rng) -> Result<Vec<i64>> {
+    pub fn pick(&self, logits: &Tensor, mask: &Tensor, draws: &mut Draws) -> Result<Vec<i64>> {
         if self.greedy {
             let masked = logits.f_to_kind(Kind::Float)?.f_add(mask)?;
             if masked.f_isnan()?.f_any()?.int64_value(&[]) != 0 {
@@ -124,13 +124,14 @@ impl Sampling {
         let vocab = probs.size()[1] as usize;
         let host = Vec::<f32>::try_from(&probs.f_flatten(0, -1)?)?;
         host.chunks(vocab.max(1))
-            .map(|row| {
+            .enumerate()
+            .map(|(index, row)| {
                 // NaN or +inf logits turn the whole row into NaN; without this check the
                 // draw would quietly return id 0.
                 if row.iter().any(|p| p.is_nan()) {
                     return Err(not_finite());
                 }
-                Ok(draw(row, rng.random()) as i64)
+                Ok(draw(row, draws.uniform(index)) as i64)
             })
             .collect()
     }
@@ -169,6 +170,56 @@ pub fn rng(seed: Option<u64>) -> ChaCha8Rng {
     }
 }
 
+/// How a sampled batch is seeded.
+#[derive(Debug, Clone)]
+pub enum Seeds {
+    /// One stream for the whole batch, read row after row at each step (`None`: seeded by
+    /// the OS).
+    Batch(Option<u64>),
+    /// One stream per row: a row's tokens then depend on its own seed and its own
+    /// probabilities only, not on the rows sampled beside it.
+    Rows(Vec<u64>),
+}
+
+/// The uniform numbers of the draws, from `Seeds`: one stream shared by every row, or one
+/// per row.
+pub struct Draws {
+    streams: Vec<ChaCha8Rng>,
+    shared: bool,
+}
+
+impl Draws {
+    pub fn new(seeds: &Seeds, batch: usize) -> Result<Self> {
+        Ok(match seeds {
+            Seeds::Batch(seed) => Draws {
+                streams: vec![rng(*seed)],
+                shared: true,
+            },
+            Seeds::Rows(rows) if rows.len() == batch => Draws {
+                streams: rows.iter().map(|&s| ChaCha8Rng::seed_from_u64(s)).collect(),
+                shared: false,
+            },
+            Seeds::Rows(rows) => {
+                return Err(Error::Value(format!(
+                    "expected one seed per row, {batch} in all, got {}",
+                    rows.len()
+                )))
+            }
+        })
+    }
+
+    /// The next uniform number in [0, 1) for `row` (rows beyond the batch cannot occur:
+    /// `pick` reads one per row of logits, which has the batch's rows).
+    fn uniform(&mut self, row: usize) -> f64 {
+        let index = if self.shared {
+            0
+        } else {
+            row.min(self.streams.len() - 1)
+        };
+        self.streams[index].random()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,7 +255,14 @@ mod tests {
         };
         let logits = Tensor::from_slice(&[9.0f32, 9.0, 0.0, 0.0, 9.0].repeat(50)).view([50, 5]);
         let mask = s.mask(5, Device::Cpu).unwrap();
-        let draw = |seed| s.pick(&logits, &mask, &mut rng(Some(seed))).unwrap();
+        let draw = |seed| {
+            s.pick(
+                &logits,
+                &mask,
+                &mut Draws::new(&Seeds::Batch(Some(seed)), 50).unwrap(),
+            )
+            .unwrap()
+        };
         let a = draw(7);
         assert!(a.iter().all(|&t| (2..4).contains(&t)));
         assert_eq!(a, draw(7));
@@ -218,10 +276,33 @@ mod tests {
             };
             let mask = g.mask(5, Device::Cpu).unwrap();
             assert_eq!(
-                g.pick(&one, &mask, &mut rng(Some(0))).unwrap(),
+                g.pick(
+                    &one,
+                    &mask,
+                    &mut Draws::new(&Seeds::Batch(Some(0)), 1).unwrap()
+                )
+                .unwrap(),
                 vec![expected]
             );
         }
+    }
+
+    #[test]
+    fn a_row_with_its_own_seed_draws_the_same_in_any_batch() {
+        let s = Sampling::default();
+        let row = [0.3f32, 0.1, 0.2, 0.4, 0.0];
+        let logits = |rows: usize| Tensor::from_slice(&row.repeat(rows)).view([rows as i64, 5]);
+        let mask = s.mask(5, Device::Cpu).unwrap();
+        let run = |seeds: Vec<u64>| {
+            let mut draws = Draws::new(&Seeds::Rows(seeds.clone()), seeds.len()).unwrap();
+            (0..20)
+                .map(|_| s.pick(&logits(seeds.len()), &mask, &mut draws).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let alone: Vec<i64> = run(vec![7]).iter().map(|t| t[0]).collect();
+        let beside: Vec<i64> = run(vec![3, 7, 9]).iter().map(|t| t[1]).collect();
+        assert_eq!(alone, beside);
+        assert!(Draws::new(&Seeds::Rows(vec![1, 2]), 3).is_err());
     }
 
     #[test]

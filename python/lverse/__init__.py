@@ -14,6 +14,7 @@ from .augvae import AugVAE, AugVAEConfig
 from .biart import BiART, BiARTConfig
 from .errors import CheckpointError, ImageError, LverseError, NativePathError
 from .pipeline import LVerse, caption, generate, load
+from .progress import set_progress
 from .tokenizer import Tokenizer
 
 __version__ = _native.__version__
@@ -32,6 +33,7 @@ __all__ = [
     "caption",
     "generate",
     "load",
+    "set_progress",
     "images",
     "layout",
     "tasks",

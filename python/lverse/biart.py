@@ -7,7 +7,7 @@ import dataclasses
 import functools
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -144,7 +144,7 @@ class BiART(nn.Module):
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, seg: torch.Tensor, steps: int, *, greedy: bool = False,
                  temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                 seed: int | None = None, token_range: tuple[int, int] | list | None = None,
+                 seed: int | Sequence[int] | None = None, token_range: tuple[int, int] | list | None = None,
                  stop_token: int | None = None, pad_token: int = 0,
                  progress: Callable[[int, int], object] | None = None) -> torch.Tensor:
         """Continues each prefix row by ``steps`` tokens -> LongTensor (B, steps).
@@ -153,7 +153,9 @@ class BiART(nn.Module):
         ``token_range=(lo, hi)`` restricts ids to [lo, hi) (a list of such pairs allows
         their union). A row that emits ``stop_token``
         is finished and padded with ``pad_token``. ``seed`` makes the draw reproducible on
-        the same device. ``progress(done, total)`` is called after every step.
+        the same device: an int seeds the batch as one stream; a sequence of B ints gives
+        each row its own stream, so that a row's tokens do not depend on the rows sampled
+        beside it. ``progress(done, total)`` is called after every step.
         """
         require_tensor(idx, "idx")
         require_tensor(seg, "seg")
@@ -165,7 +167,12 @@ class BiART(nn.Module):
             require_int(top_k, "top_k")
             if top_k < 1:
                 raise ValueError(f"top_k must be >= 1, got {top_k}")
-        if seed is not None:
+        row_seeds = None
+        if isinstance(seed, (list, tuple)):
+            for i, value in enumerate(seed):
+                require_int(value, f"seed[{i}]")
+            row_seeds, seed = [value % 2**64 for value in seed], None
+        elif seed is not None:
             require_int(seed, "seed")
             seed %= 2**64
         return _biart_core(self.config).generate(
@@ -174,7 +181,7 @@ class BiART(nn.Module):
             token_range=_ranges(token_range), stop_token=stop_token, pad_token=pad_token,
             progress=progress,
             # Only the main thread runs signal handlers, so only there is Ctrl-C worth a check.
-            interruptible=threading.current_thread() is threading.main_thread(),
+            interruptible=threading.current_thread() is threading.main_thread(), row_seeds=row_seeds,
         )
 
     @torch.no_grad()

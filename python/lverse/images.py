@@ -127,9 +127,14 @@ def to_pil(tensor: torch.Tensor):
 
 
 def grid(pictures, columns: int):
-    """PIL images of one size tiled row by row, ``columns`` per row, into one image."""
+    """Images of one size tiled row by row, ``columns`` per row, into one PIL image.
+
+    Takes what ``lverse.generate`` returns, of any ``output_type``: a list of PIL images, a
+    (B, 3, H, W) tensor in [-1, 1], a (B, H, W, 3) float array in [0, 1] (or uint8), or a
+    list of these (one per text), tiled in order."""
     from PIL import Image
 
+    pictures = _pictures(pictures)
     if not pictures:
         raise ValueError("no images to tile")
     require_positive_int(columns, "columns")
@@ -143,6 +148,28 @@ def grid(pictures, columns: int):
     for i, picture in enumerate(pictures):
         sheet.paste(picture, ((i % columns) * w, (i // columns) * h))
     return sheet
+
+
+def _pictures(images) -> list:
+    """PIL images from ``generate``'s outputs (see ``grid``)."""
+    from PIL import Image
+
+    if isinstance(images, Image.Image):
+        return [images]
+    if isinstance(images, torch.Tensor):
+        return to_pil(images.detach()) if images.dim() == 4 else [to_pil(images.detach())]
+    if isinstance(images, np.ndarray):
+        batch = images[None] if images.ndim == 3 else images
+        if batch.ndim != 4 or batch.shape[-1] != 3:
+            raise ValueError(f"expected a (B, H, W, 3) array, got {images.shape}")
+        if batch.dtype != np.uint8:
+            if not np.isfinite(batch).all():
+                raise ValueError("the array holds NaN or infinite values")
+            batch = (np.clip(batch, 0.0, 1.0) * 255).round().astype(np.uint8)
+        return [Image.fromarray(picture) for picture in batch]
+    if isinstance(images, (list, tuple)):
+        return [picture for item in images for picture in _pictures(item)]
+    raise TypeError(f"expected PIL images, a tensor, an array or a list of them, got {type(images).__name__}")
 
 
 def psnr(reference: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:

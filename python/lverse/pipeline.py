@@ -4,10 +4,12 @@ that ships with the package, loaded on first use; ``lverse.load(path)`` loads an
 
 from __future__ import annotations
 
+import json
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import torch
@@ -17,7 +19,13 @@ from ._checks import is_transformed, require_nonnegative_int, require_positive_i
 from .augvae import AugVAE
 from .biart import BiART
 from .errors import CheckpointError
-from .tasks import generate_caption_ids, generate_image_ids, rerank, rerank_captions
+from .progress import steps as progress_steps
+from .seeds import fresh_seed, item_seed, require_seed
+from .tasks import CAPTION, generate_caption_ids, generate_image_ids, rerank_captions
+from .tasks import rerank as rerank_images
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 
 class LVerse:
@@ -39,11 +47,6 @@ class LVerse:
     @property
     def device(self) -> torch.device:
         return next(self.biart.parameters()).device
-
-    def to(self, device) -> LVerse:
-        self.vae.to(device)
-        self.biart.to(device)
-        return self
 
     # -- inputs ----------------------------------------------------------------------
 
@@ -148,67 +151,227 @@ class LVerse:
     # -- the two directions ----------------------------------------------------------
 
     @torch.no_grad()
-    def caption(self, images, *, candidates: int = 16, rerank_candidates: bool = True, beams: int | None = None,
-                greedy: bool = True, temperature: float = 1.0, top_k: int | None = None,
-                top_p: float | None = None, seed: int | None = None):
-        """A path, PIL image, numpy array or tensor (or a list of them, kinds mixed as they
-        come) -> caption(s). Bytes are refused: a path goes in as a str or pathlib.Path,
-        encoded image data through ``PIL.Image.open(io.BytesIO(data))``. A bad item of a
-        list is named by its index (``images[2]: ...``).
+    def caption(self, images: ImageInput | Sequence[ImageInput], *, candidates: int = 16, rerank: bool = True,
+                beams: int | None = None, greedy: bool = True, temperature: float = 1.0, top_k: int | None = None,
+                top_p: float | None = None, seed: int | Sequence[int] | None = None,
+                progress: Callable[[int, int], object] | None = None,
+                return_seeds: bool = False) -> Any:
+        """Caption one image or a list of images.
 
-        The caption is decoded greedily by default; ``beams=k`` for beam search;
-        ``greedy=False`` samples with temperature / top_k / top_p (``seed`` makes it
-        reproducible). With ``rerank_candidates`` it competes with ``candidates`` sampled
-        captions, and the one under which the model finds the image most likely wins
-        (log p(image | caption), the text-to-image direction); ``candidates=0`` or
-        ``rerank_candidates=False`` returns the decoded caption as it is."""
+        Args:
+            images: a path (str or ``pathlib.Path``), PIL image, numpy array ((H, W), (H, W, 3)
+                or (H, W, 4); uint8, or floats in [0, 1]) or tensor ((3, H, W) or (B, 3, H, W)
+                floats in [-1, 1] at the model's resolution); or a list of them, kinds mixed.
+                Bytes are refused (open encoded data with ``PIL.Image.open(io.BytesIO(data))``).
+                A bad item of a list is named by its index (``images[2]: ...``).
+            candidates: sampled captions (default 16) that compete with the decoded one when
+                ``rerank``; 0 returns the decoded caption as it is.
+            rerank: keep the candidate under which the model finds the image most likely,
+                log p(image | caption) (default True).
+            beams: decode by beam search with this many beams instead of greedily (default None).
+            greedy: decode greedily (default True); False samples the decoded caption too.
+            temperature, top_k, top_p: how captions are sampled (defaults 1.0, None, None).
+            seed: an int makes sampling reproducible; each sampled caption has its own item
+                seed (``lverse.seeds``), so a caption does not depend on the other images of
+                the call. None: the candidates come from seed 0 (captions are deterministic
+                by default) and a ``greedy=False`` caption from a fresh seed. A list of item seeds, one per image (as
+                ``return_seeds`` reports them), samples exactly those captions again (with
+                ``greedy=False``; no candidates).
+            progress: ``progress(done, total)``, called after each decoding step.
+            return_seeds: also return each caption's item seed (None for a greedy or beam
+                caption).
+
+        Returns:
+            a str for one image, a list of str for a list or a (B, 3, H, W) tensor; with
+            ``return_seeds``, ``(captions, seeds)`` of the same shape.
+        """
         single = not isinstance(images, (list, tuple)) and not (isinstance(images, torch.Tensor) and images.dim() == 4)
         require_nonnegative_int(candidates, "candidates")
         ids = self.vae.encode(self._images(images))
-        parts = generate_caption_ids(self.biart, self.layout, ids, beams=beams, greedy=greedy,
-                                     temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
-        if rerank_candidates and candidates > 0:
-            sampled = generate_caption_ids(self.biart, self.layout, ids.repeat_interleave(candidates, 0),
-                                           greedy=False, seed=0 if seed is None else seed)
-            pool = torch.cat([parts.unsqueeze(1), sampled.view(len(ids), candidates, -1)], 1)
-            order, _ = rerank_captions(self.biart, self.layout, ids, pool)
-            parts = pool[torch.arange(len(ids), device=pool.device), order[:, 0]]
+        rows = len(ids)
+        explicit = isinstance(seed, (list, tuple))
+        if explicit:
+            if greedy or len(seed) != rows:
+                raise ValueError(f"seed as item seeds needs greedy=False and one seed per image ({rows}), "
+                                 f"got {len(seed)} with greedy={greedy}")
+            candidates = 0
+        # Without a seed, the candidates still come from seed 0, so that captioning is
+        # deterministic by default; only a caption sampled with greedy=False is fresh.
+        base = None if explicit else (0 if seed is None else require_seed(seed))
+        first = fresh_seed() if seed is None else base
+        decoded_seeds = list(seed) if explicit else [item_seed(first, CAPTION, 0)] * rows
+        show = rows > 1 or (rerank and candidates > 0)
+        options = dict(temperature=temperature, top_k=top_k, top_p=top_p)
+        with progress_steps("caption", show, progress) as hook:
+            parts = generate_caption_ids(self.biart, self.layout, ids, beams=beams, greedy=greedy, **options,
+                                         seed=decoded_seeds, progress=hook)
+            chosen = [None if greedy or (beams or 1) > 1 else s for s in decoded_seeds]
+            if rerank and candidates > 0:
+                pool_seeds = [[item_seed(base, CAPTION, k + 1) for k in range(candidates)]] * rows
+                sampled = generate_caption_ids(self.biart, self.layout, ids.repeat_interleave(candidates, 0),
+                                               greedy=False, seed=[s for r in pool_seeds for s in r], progress=hook)
+                pool = torch.cat([parts.unsqueeze(1), sampled.view(rows, candidates, -1)], 1)
+                order, _ = rerank_captions(self.biart, self.layout, ids, pool)
+                best = order[:, 0].tolist()
+                parts = pool[torch.arange(rows, device=pool.device), order[:, 0]]
+                chosen = [chosen[i] if k == 0 else pool_seeds[i][k - 1] for i, k in enumerate(best)]
         texts = self.layout.decode_captions(self.tokenizer, parts)
-        return texts[0] if single else texts
+        result = texts[0] if single else texts
+        if return_seeds:
+            return result, (chosen[0] if single else chosen)
+        return result
 
     @torch.no_grad()
-    def generate(self, texts, *, n: int = 1, candidates: int = 8, rerank_candidates: bool = True,
-                 seed: int | None = None, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, progress: Callable[[int, int], object] | None = None):
-        """Text (or a list of texts) -> ``n`` PIL images per text (a list, or a list of
-        lists for a list of texts). Text is a str or a list or tuple of str: bytes and other
-        iterables are refused. ``candidates`` images are sampled per text in one batch; with
-        ``rerank_candidates`` the model itself ranks them by log p(text | image)."""
+    def generate(self, texts: str | Sequence[str], *, n: int = 1, candidates: int = 8, rerank: bool = True,
+                 seed: int | Sequence[int] | Sequence[Sequence[int]] | None = None, temperature: float = 1.0,
+                 top_k: int | None = None, top_p: float | None = None, output_type: str = "pil",
+                 progress: Callable[[int, int], object] | None = None, return_seeds: bool = False) -> Any:
+        """Images from a text or a list of texts.
+
+        Args:
+            texts: a str, or a list or tuple of str (bytes and other iterables are refused).
+            n: images to return per text (default 1).
+            candidates: images sampled per text in one batch (default 8, at least ``n``).
+            rerank: order the candidates by log p(text | image), the model's own
+                image-to-text direction, and return the best ``n`` (default True); False
+                returns the first ``n`` samples.
+            seed: an int makes the call reproducible. Image k of a text is sampled from its
+                own item seed, derived from (seed, the text, k) alone (``lverse.seeds``): the
+                same seed gives the same candidates whatever the batch size, the number of
+                candidates or the other texts of the call. None draws a fresh seed. Item seeds
+                as reported (``return_seeds``, ``image.info["seed"]``): a list of ints for a
+                str, a list of such lists for a list of texts; one image per seed, no
+                reranking.
+            temperature, top_k, top_p: how image codes are sampled (defaults 1.0, None, None).
+            output_type: ``"pil"`` (default): PIL images; ``"pt"``: a float32 tensor
+                (n, 3, H, W) in [-1, 1] on the model's device (lverse's tensor convention,
+                what ``caption`` and ``AugVAE.encode`` take); ``"np"``: a float32 array
+                (n, H, W, 3) in [0, 1] (diffusers' convention).
+            progress: ``progress(done, total)``, called after each sampling step.
+            return_seeds: also return the item seed of every returned image.
+
+        Returns:
+            for a str, ``n`` images: a list of PIL images, a tensor or an array; for a list of
+            texts, a list with one such entry per text. PIL images carry their item seed in
+            ``image.info["seed"]``. With ``return_seeds``, ``(images, seeds)``: a list of ints
+            per text.
+        """
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {', '.join(map(repr, OUTPUT_TYPES))}, got {output_type!r}")
         single = isinstance(texts, str)
         texts = self._texts(texts)
         require_positive_int(n, "n")
         require_positive_int(candidates, "candidates")
+        item_seeds = None
+        if isinstance(seed, (list, tuple)):
+            item_seeds = [list(seed)] if single else [list(s) if isinstance(s, (list, tuple)) else s for s in seed]
+            counts = {len(s) if isinstance(s, list) else -1 for s in item_seeds}
+            if len(item_seeds) != len(texts) or len(counts) != 1 or -1 in counts or 0 in counts:
+                raise ValueError("seed as item seeds must be a non-empty list of ints for a str, or one such list "
+                                 f"per text ({len(texts)}), all of one length")
+            n = candidates = counts.pop()
+            rerank = False
         candidates = max(candidates, n)
         text_parts = self.layout.encode_captions(self.tokenizer, texts).to(self.device)
-        codes = generate_image_ids(self.biart, self.layout, text_parts, candidates=candidates, seed=seed,
-                                   temperature=temperature, top_k=top_k, top_p=top_p, progress=progress)
-        if rerank_candidates:
-            order, _ = rerank(self.biart, self.layout, text_parts, codes)
-            codes = torch.gather(codes, 1, order.unsqueeze(-1).expand_as(codes))
-        chosen = codes[:, :n].reshape(len(texts) * n, -1)
-        pictures = image_io.to_pil(self.vae.decode(chosen))
-        grouped = [pictures[i * n : (i + 1) * n] for i in range(len(texts))]
-        return grouped[0] if single else grouped
+        with progress_steps("generate", len(texts) * candidates > 1, progress) as hook:
+            codes, item_seeds = generate_image_ids(
+                self.biart, self.layout, text_parts, candidates=candidates, temperature=temperature, top_k=top_k,
+                top_p=top_p, seed=item_seeds if item_seeds is not None else seed, progress=hook, return_seeds=True)
+        order = torch.arange(candidates).expand(len(texts), candidates)
+        if rerank:
+            order, _ = rerank_images(self.biart, self.layout, text_parts, codes)
+            order = order.cpu()
+            codes = torch.gather(codes, 1, order.to(codes.device).unsqueeze(-1).expand_as(codes))
+        chosen_seeds = [[item_seeds[t][k] for k in order[t, :n].tolist()] for t in range(len(texts))]
+        # One image at a time: convolution kernels differ with the batch size (by up to
+        # 2e-6 here, enough to flip an 8-bit level), and an image must not depend on its batch.
+        pixels = torch.cat([self.vae.decode(row[None]) for row in codes[:, :n].reshape(len(texts) * n, -1)]).float()
+        grouped = [_output(pixels[t * n : (t + 1) * n], output_type, chosen_seeds[t]) for t in range(len(texts))]
+        result = grouped[0] if single else grouped
+        if return_seeds:
+            return result, (chosen_seeds[0] if single else chosen_seeds)
+        return result
+
+    # -- saving and moving -------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Writes a model directory that :func:`load` reads: ``augvae.safetensors``,
+        ``biart.safetensors`` (with the token layout and tokenizer) and ``lverse.json``."""
+        directory = Path(os.fspath(path))
+        directory.mkdir(parents=True, exist_ok=True)
+        self.vae.save(directory / "augvae.safetensors")
+        self.biart.save(directory / "biart.safetensors", metadata=dict(self.biart.metadata))
+        (directory / "lverse.json").write_text(json.dumps(self.describe(), indent=2) + "\n")
+
+    def describe(self) -> dict:
+        """What the model is, as ``lverse.json`` records it."""
+        vae, biart = self.vae.config, self.biart.config
+        return {
+            "format": "lverse model directory, version 1",
+            "augvae": {"file": "augvae.safetensors", "kind": "SL" if vae.single_level is not None else "ML",
+                       "resolution": vae.resolution, "codes": self.vae.tokens_per_image,
+                       "codebook": vae.num_tokens, "parameters": _count(self.vae)},
+            "biart": {"file": "biart.safetensors", "layers": biart.n_layer, "width": biart.n_embd,
+                      "heads": biart.n_head, "parameters": _count(self.biart),
+                      "text_tokens": self.layout.text_len, "text_vocab": self.tokenizer.vocab_size},
+        }
+
+    def to(self, *args, **kwargs) -> LVerse:
+        """Moves or casts both parts, as ``torch.nn.Module.to`` (a device, a dtype, or both).
+        A dtype casts the AugVAE and BiART weights alike; the VQ search widens half
+        precision to float32 itself."""
+        self.vae.to(*args, **kwargs)
+        self.biart.to(*args, **kwargs)
+        return self
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.biart.parameters()).dtype
+
+    def __repr__(self) -> str:
+        d = self.describe()
+        vae, biart = d["augvae"], d["biart"]
+        return (f"LVerse(augvae=AugVAE-{vae['kind']} {vae['parameters'] / 1e6:.2f}M params, "
+                f"{vae['resolution']} px -> {vae['codes']} codes of {vae['codebook']}; "
+                f"biart=BiART {biart['layers']}x{biart['width']}, {biart['heads']} heads, "
+                f"{biart['parameters'] / 1e6:.2f}M params; tokenizer={biart['text_vocab']} tokens, "
+                f"captions of up to {biart['text_tokens']}; device={self.device}, dtype={self.dtype})")
 
 
-def load(path: str | os.PathLike, map_location="cpu") -> LVerse:
-    """A model directory holding ``augvae.safetensors`` (or an official ``.ckpt``) and
-    ``biart.safetensors`` -> an :class:`LVerse`."""
+OUTPUT_TYPES = ("pil", "pt", "np")
+ImageInput = Union[str, os.PathLike, "PIL.Image.Image", np.ndarray, torch.Tensor]
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _output(pixels: torch.Tensor, output_type: str, item_seeds: list[int]):
+    """Decoded images (n, 3, H, W) in [-1, 1] as ``output_type``."""
+    if output_type == "pt":
+        return pixels
+    if output_type == "np":
+        return ((pixels.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu().numpy()
+    pictures = image_io.to_pil(pixels)
+    for picture, s in zip(pictures, item_seeds, strict=True):
+        picture.info["seed"] = s
+    return pictures
+
+
+def load(path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> LVerse:
+    """A model directory -> an :class:`LVerse` on ``device`` (default CPU), cast to
+    ``dtype`` when given (e.g. ``torch.bfloat16`` on CUDA; default: as stored, float32).
+
+    The directory holds ``augvae.safetensors`` (or an official AugVAE ``.ckpt``) and
+    ``biart.safetensors`` (which carries the token layout and tokenizer), as
+    :meth:`LVerse.save` writes it."""
     path = Path(os.fspath(path))
     if not path.exists():
         raise FileNotFoundError(f"model not found: {path}")
     if not path.is_dir():
         raise CheckpointError(f"{path} is not a model directory (expected augvae.safetensors and biart.safetensors)")
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch.dtype such as torch.bfloat16, got {dtype!r}")
     vae_file = path / "augvae.safetensors"
     if not vae_file.exists():
         vae_file = next(iter(sorted(path.glob("*.ckpt"))), vae_file)
@@ -216,7 +379,8 @@ def load(path: str | os.PathLike, map_location="cpu") -> LVerse:
     for f in (vae_file, biart_file):
         if not f.exists():
             raise CheckpointError(f"{path} is not a model directory: {f.name} is missing")
-    return LVerse(AugVAE.from_checkpoint(vae_file, map_location), BiART.from_checkpoint(biart_file, map_location))
+    model = LVerse(AugVAE.from_checkpoint(vae_file, device), BiART.from_checkpoint(biart_file, device))
+    return model.to(dtype) if dtype is not None else model
 
 
 _default: LVerse | None = None
@@ -247,14 +411,29 @@ def _require_image_kind(item, name: str) -> None:
         raise TypeError(f"{name}: expected a path, PIL image, numpy array or tensor, got {type(item).__name__}")
 
 
-def caption(images, *, candidates: int = 16, rerank: bool = True, model: LVerse | None = None, **options):
-    """Caption(s) for image(s) with ``model`` or the shipped default model (options as
-    :meth:`LVerse.caption`)."""
-    return (model or default_model()).caption(images, candidates=candidates, rerank_candidates=rerank, **options)
+def caption(images: ImageInput | Sequence[ImageInput], *, model: LVerse | None = None, candidates: int = 16,
+            rerank: bool = True, beams: int | None = None, greedy: bool = True, temperature: float = 1.0,
+            top_k: int | None = None, top_p: float | None = None, seed: int | Sequence[int] | None = None,
+            progress: Callable[[int, int], object] | None = None, return_seeds: bool = False) -> Any:
+    return (model or default_model()).caption(
+        images, candidates=candidates, rerank=rerank, beams=beams, greedy=greedy, temperature=temperature,
+        top_k=top_k, top_p=top_p, seed=seed, progress=progress, return_seeds=return_seeds)
 
 
-def generate(texts, *, n: int = 1, candidates: int = 8, rerank: bool = True, seed: int | None = None,
-             model: LVerse | None = None, **options):
-    """``n`` PIL images for a text (a list of such lists for a list of texts)."""
-    return (model or default_model()).generate(texts, n=n, candidates=candidates, rerank_candidates=rerank,
-                                               seed=seed, **options)
+def generate(texts: str | Sequence[str], *, model: LVerse | None = None, n: int = 1, candidates: int = 8,
+             rerank: bool = True, seed: int | Sequence[int] | Sequence[Sequence[int]] | None = None,
+             temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+             output_type: str = "pil", progress: Callable[[int, int], object] | None = None,
+             return_seeds: bool = False) -> Any:
+    return (model or default_model()).generate(
+        texts, n=n, candidates=candidates, rerank=rerank, seed=seed, temperature=temperature, top_k=top_k,
+        top_p=top_p, output_type=output_type, progress=progress, return_seeds=return_seeds)
+
+
+_MODEL_ARG = """
+        model: the :class:`LVerse` to use; default: the model shipped with lverse, loaded on
+            first use (once, also when several threads ask at once).
+"""
+# One text for the options of the function and of the method.
+caption.__doc__ = LVerse.caption.__doc__.replace("\n        Args:\n", "\n        Args:" + _MODEL_ARG, 1)
+generate.__doc__ = LVerse.generate.__doc__.replace("\n        Args:\n", "\n        Args:" + _MODEL_ARG, 1)

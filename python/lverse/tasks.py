@@ -4,10 +4,11 @@ and scores the prompt: no CLIP needed)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
+from . import seeds
 from ._checks import require_positive_int, require_tensor
 from .layout import TokenLayout
 
@@ -34,27 +35,52 @@ def _sample_options(greedy, temperature, top_k, top_p, seed):
 @torch.no_grad()
 def generate_image_ids(model, layout: TokenLayout, text: torch.Tensor, *, candidates: int = 1,
                        temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                       seed: int | None = None, greedy: bool = False,
-                       progress: Callable[[int, int], object] | None = None) -> torch.Tensor:
+                       seed: int | Sequence[Sequence[int]] | None = None, greedy: bool = False,
+                       progress: Callable[[int, int], object] | None = None, return_seeds: bool = False):
     """Caption parts (B, text_len) -> AugVAE ids (B, candidates, image_len); all B x C
-    candidates run as one batch."""
+    candidates run as one batch.
+
+    Candidate k of caption row t is sampled from its own seed, ``item_seed(seed, ids of
+    row t, k)`` (see ``lverse.seeds``), so it depends on the seed, the caption and k alone.
+    ``seed`` is an int, None (a fresh one) or B lists of ``candidates`` item seeds as
+    reported, which samples exactly those items. ``return_seeds`` also returns the item
+    seeds, B lists of ``candidates``."""
     _check_pair(model, layout)
     require_positive_int(candidates, "candidates")
+    rows = text.shape[0]
+    item_seeds = _item_seeds(seed, seeds.rows_of(text), candidates, "rows of caption ids")
     idx, seg = layout.text_to_image(text)
     idx = idx.repeat_interleave(candidates, 0)
     seg = seg.repeat_interleave(candidates, 0)
+    flat = None if greedy else [s for row in item_seeds for s in row]
     out = model.generate(idx, seg, layout.image_len, token_range=layout.image_range, progress=progress,
-                         pad_token=layout.pad, **_sample_options(greedy, temperature, top_k, top_p, seed))
-    return (out - layout.image_offset).view(text.shape[0], candidates, layout.image_len)
+                         pad_token=layout.pad, **_sample_options(greedy, temperature, top_k, top_p, flat))
+    ids = (out - layout.image_offset).view(rows, candidates, layout.image_len)
+    return (ids, item_seeds) if return_seeds else ids
+
+
+def _item_seeds(seed, conditions: list[bytes], count: int, what: str) -> list[list[int]]:
+    """``count`` item seeds for each of ``conditions``: derived from an int (or a fresh)
+    call seed, or given as such lists."""
+    if isinstance(seed, (list, tuple)):
+        if len(seed) != len(conditions) or any(not isinstance(r, (list, tuple)) or len(r) != count for r in seed):
+            raise ValueError(f"seed as item seeds must be {len(conditions)} lists ({what}) of {count} ints")
+        return [[seeds.require_seed(s, f"seed[{i}][{k}]") for k, s in enumerate(row)] for i, row in enumerate(seed)]
+    base = seeds.fresh_seed() if seed is None else seeds.require_seed(seed)
+    return [[seeds.item_seed(base, condition, k) for k in range(count)] for condition in conditions]
 
 
 @torch.no_grad()
 def generate_caption_ids(model, layout: TokenLayout, image: torch.Tensor, *, beams: int | None = None,
                          greedy: bool = True, temperature: float = 1.0, top_k: int | None = None,
-                         top_p: float | None = None, seed: int | None = None) -> torch.Tensor:
+                         top_p: float | None = None, seed: int | Sequence[int] | None = None,
+                         progress: Callable[[int, int], object] | None = None) -> torch.Tensor:
     """AugVAE ids (B, image_len) -> caption parts (B, text_len) ending in EOC and PAD.
 
-    Greedy by default; ``beams=k`` runs beam search; ``greedy=False`` samples."""
+    Greedy by default; ``beams=k`` runs beam search; ``greedy=False`` samples, each row
+    from its own seed: ``seed`` is an int (every row then draws from ``item_seed(seed,
+    CAPTION, 0)``, so a caption depends on the seed and its image alone), None (a fresh
+    one) or B item seeds."""
     _check_pair(model, layout)
     if beams is not None:
         require_positive_int(beams, "beams")
@@ -63,8 +89,20 @@ def generate_caption_ids(model, layout: TokenLayout, image: torch.Tensor, *, bea
     if beams is not None and beams > 1:
         tokens, _ = model.beam_search(idx, seg, layout.text_len, beams=beams, **common)
         return tokens
-    return model.generate(idx, seg, layout.text_len, **common,
-                          **_sample_options(greedy, temperature, top_k, top_p, seed))
+    row_seeds = None
+    if not greedy:
+        if isinstance(seed, (list, tuple)):
+            row_seeds = [seeds.require_seed(s, f"seed[{i}]") for i, s in enumerate(seed)]
+        else:
+            base = seeds.fresh_seed() if seed is None else seeds.require_seed(seed)
+            row_seeds = [seeds.item_seed(base, CAPTION, 0)] * image.shape[0]
+    return model.generate(idx, seg, layout.text_len, **common, progress=progress,
+                          **_sample_options(greedy, temperature, top_k, top_p, row_seeds))
+
+
+# What sampled captions are conditioned on, for their item seeds (their image enters
+# through the probabilities, so that a caption does not depend on the batch it is in).
+CAPTION = b"caption"
 
 
 def _part_log_likelihood(model, idx, seg, start: int, length: int, legal: list[tuple[int, int]],

@@ -4,14 +4,14 @@
 
 use super::model::Biart;
 use crate::error::{Error, Result};
-use crate::sampling::{self, Sampling};
+use crate::sampling::{self, Draws, Sampling, Seeds};
 use tch::{Device, Kind, Tensor};
 
 #[derive(Debug, Clone)]
 pub struct Generation {
     pub steps: i64,
     pub sampling: Sampling,
-    pub seed: Option<u64>,
+    pub seeds: Seeds,
     /// A sequence that emits this token is finished: later positions get `pad_token`.
     pub stop_token: Option<i64>,
     pub pad_token: i64,
@@ -96,7 +96,7 @@ pub fn generate(
     let _guard = tch::no_grad_guard();
     let device = model.device();
     let batch = idx.size()[0];
-    let mut rng = sampling::rng(g.seed);
+    let mut draws = Draws::new(&g.seeds, batch as usize)?;
     if g.steps == 0 || batch == 0 {
         return Ok(Tensor::f_full(
             [batch, g.steps],
@@ -112,7 +112,7 @@ pub fn generate(
     let mut finished = vec![false; batch as usize];
     let gen_seg = Tensor::f_full([batch, 1], GEN_SEGMENT, (Kind::Int64, device))?;
     for step in 0..g.steps {
-        let mut tokens = g.sampling.pick(&logits, &mask, &mut rng)?;
+        let mut tokens = g.sampling.pick(&logits, &mask, &mut draws)?;
         for (row, token) in tokens.iter_mut().enumerate() {
             if finished[row] {
                 *token = g.pad_token;

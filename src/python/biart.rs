@@ -5,7 +5,7 @@ use super::specs::{to_tuples, unwrap, Params, SpecTuple};
 use crate::biart::generate::{beam_search, cached_logits, generate, Generation};
 use crate::biart::{Biart, BiartConfig};
 use crate::error::Error;
-use crate::sampling::Sampling;
+use crate::sampling::{Sampling, Seeds};
 use pyo3::prelude::*;
 use pyo3_tch::PyTensor;
 use std::time::{Duration, Instant};
@@ -54,7 +54,7 @@ impl PyBiartCore {
 
     /// Continues (B, T) prefixes by `steps` tokens with the KV-cached sampler.
     #[pyo3(signature = (params, idx, seg, steps, *, greedy, temperature, top_k, top_p, seed, token_range,
-        stop_token, pad_token, progress=None, interruptible=false))]
+        stop_token, pad_token, progress=None, interruptible=false, row_seeds=None))]
     #[allow(clippy::too_many_arguments)]
     fn generate(
         &self,
@@ -73,8 +73,13 @@ impl PyBiartCore {
         pad_token: i64,
         progress: Option<PyObject>,
         interruptible: bool,
+        row_seeds: Option<Vec<u64>>,
     ) -> PyResult<PyTensor> {
         let tensors = unwrap(params);
+        let seeds = match row_seeds {
+            Some(rows) => Seeds::Rows(rows),
+            None => Seeds::Batch(seed),
+        };
         let request = Generation {
             steps,
             sampling: Sampling {
@@ -84,7 +89,7 @@ impl PyBiartCore {
                 top_p,
                 token_ranges: token_range,
             },
-            seed,
+            seeds,
             stop_token,
             pad_token,
         };

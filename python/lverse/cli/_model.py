@@ -12,5 +12,5 @@ def add_model_option(parser) -> None:
 def load_model(args):
     from lverse.pipeline import default_model, load
 
-    model = load(args.model, map_location=args.device) if args.model else default_model()
+    model = load(args.model, device=args.device) if args.model else default_model()
     return model.to(args.device)

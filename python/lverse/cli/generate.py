@@ -37,7 +37,7 @@ def run(args) -> int:
             bars.append(tqdm(total=total, desc="generate", unit="code", leave=False))
         bars[0].update(done - bars[0].n)
 
-    pictures = model.generate(args.text, n=args.n, candidates=args.candidates, rerank_candidates=not args.no_rerank,
+    pictures = model.generate(args.text, n=args.n, candidates=args.candidates, rerank=not args.no_rerank,
                               seed=args.seed, top_k=args.top_k, temperature=args.temperature, progress=progress)
     for bar in bars:
         bar.close()
