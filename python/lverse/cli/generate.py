@@ -24,23 +24,12 @@ def register(sub):
 
 
 def run(args) -> int:
-    from tqdm import tqdm
-
     from lverse.images import grid
 
     model = load_model(args)
-    bars = []
-
-    def progress(done, total):
-        # Created on the first step, after the text has been checked.
-        if not bars:
-            bars.append(tqdm(total=total, desc="generate", unit="code", leave=False))
-        bars[0].update(done - bars[0].n)
-
+    # generate draws its own bar (on stderr; LVERSE_PROGRESS=0 turns it off).
     pictures = model.generate(args.text, n=args.n, candidates=args.candidates, rerank=not args.no_rerank,
-                              seed=args.seed, top_k=args.top_k, temperature=args.temperature, progress=progress)
-    for bar in bars:
-        bar.close()
+                              seed=args.seed, top_k=args.top_k, temperature=args.temperature)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     grid(pictures, columns=len(pictures)).save(args.output)
     print(f"{len(pictures)} image(s) for {args.text!r} -> {args.output}")

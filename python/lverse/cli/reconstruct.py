@@ -29,6 +29,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from lverse import AugVAE, images
+    from lverse.progress import progress_enabled
 
     missing = [str(p) for p in args.images if not p.is_file()]
     if missing:
@@ -41,7 +42,8 @@ def run(args) -> int:
     targets = output_paths(args.images, args.output)
     scores = []
     # disable=None: a bar on a terminal, none in logs and pipes.
-    progress = tqdm(total=len(args.images), unit="img", desc="reconstruct", leave=False, disable=None)
+    progress = tqdm(total=len(args.images), unit="img", desc="reconstruct", leave=False,
+                    disable=not progress_enabled() or None)
     with torch.inference_mode():
         for start in range(0, len(args.images), args.batch_size):
             batch_paths = args.images[start : start + args.batch_size]

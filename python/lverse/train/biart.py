@@ -20,6 +20,7 @@ from ..cli._args import fraction, nonnegative_int, positive_float, positive_int
 from ..data import shapes
 from ..data.sources import from_spec
 from ..layout import TokenLayout
+from ..progress import progress_enabled
 from ..tasks import generate_caption_ids
 from ..tokenizer import Tokenizer
 from .common import (
@@ -180,7 +181,8 @@ def train(args) -> tuple[BiART, list[float]]:
     if rank == 0:
         args.out.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(args.seed * 1000 + rank + start)
-    progress = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="train-biart", disable=rank != 0)
+    progress = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="train-biart",
+                    disable=rank != 0 or not progress_enabled())
     t0, tokens_seen, losses = time.time(), 0, []
     scaler = grad_scaler(device, args.amp)
     for step in progress:

@@ -18,6 +18,7 @@ from ..augvae import AugVAE, AugVAEConfig
 from ..cli._args import json_object, nonnegative_int, positive_float, positive_int
 from ..data import shapes
 from ..images import grid, psnr, to_pil
+from ..progress import progress_enabled
 from .common import (
     autocast,
     cosine_lr,
@@ -170,7 +171,8 @@ def train(args) -> tuple[AugVAE, list[float]]:
     restart_rng = rng if world == 1 else torch.Generator().manual_seed(args.seed + start)
     held_out = held_out_images(64).to(device) if rank == 0 else None
     scaler = grad_scaler(device, args.amp)
-    progress = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="train-vae", disable=rank != 0)
+    progress = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="train-vae",
+                    disable=rank != 0 or not progress_enabled())
     t0, seen, restarted, losses = time.time(), 0, 0, []
     for step in progress:
         for group in optimizer.param_groups:
