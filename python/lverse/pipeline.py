@@ -9,7 +9,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Literal, Union, overload
 
 import numpy as np
 import torch
@@ -26,6 +26,12 @@ from .tasks import rerank as rerank_images
 
 if TYPE_CHECKING:
     import PIL.Image
+
+
+# What ``caption`` reads; one image of them (a tensor may be a batch).
+SingleImage = Union[str, "os.PathLike[str]", "PIL.Image.Image", np.ndarray]
+ImageInput = SingleImage | torch.Tensor
+ProgressHook = Callable[[int, int], object]
 
 
 class LVerse:
@@ -150,6 +156,34 @@ class LVerse:
 
     # -- the two directions ----------------------------------------------------------
 
+    @overload
+    def caption(self, images: SingleImage, *, candidates: int = ..., rerank: bool = ...,
+                beams: int | None = ..., greedy: bool = ..., temperature: float = ..., top_k: int | None = ...,
+                top_p: float | None = ..., seed: int | Sequence[int] | None = ...,
+                progress: ProgressHook | None = ...,
+                return_seeds: Literal[False] = ...) -> str: ...
+
+    @overload
+    def caption(self, images: torch.Tensor, *, candidates: int = ..., rerank: bool = ...,
+                beams: int | None = ..., greedy: bool = ..., temperature: float = ..., top_k: int | None = ...,
+                top_p: float | None = ..., seed: int | Sequence[int] | None = ...,
+                progress: ProgressHook | None = ...,
+                return_seeds: Literal[False] = ...) -> str | list[str]: ...
+
+    @overload
+    def caption(self, images: Sequence[ImageInput], *, candidates: int = ..., rerank: bool = ...,
+                beams: int | None = ..., greedy: bool = ..., temperature: float = ..., top_k: int | None = ...,
+                top_p: float | None = ..., seed: int | Sequence[int] | None = ...,
+                progress: ProgressHook | None = ...,
+                return_seeds: Literal[False] = ...) -> list[str]: ...
+
+    @overload
+    def caption(self, images: ImageInput | Sequence[ImageInput], *, candidates: int = ..., rerank: bool = ...,
+                beams: int | None = ..., greedy: bool = ..., temperature: float = ..., top_k: int | None = ...,
+                top_p: float | None = ..., seed: int | Sequence[int] | None = ...,
+                progress: ProgressHook | None = ...,
+                return_seeds: Literal[True]) -> tuple[Any, Any]: ...
+
     @torch.no_grad()
     def caption(self, images: ImageInput | Sequence[ImageInput], *, candidates: int = 16, rerank: bool = True,
                 beams: int | None = None, greedy: bool = True, temperature: float = 1.0, top_k: int | None = None,
@@ -174,9 +208,9 @@ class LVerse:
             seed: an int makes sampling reproducible; each sampled caption has its own item
                 seed (``lverse.seeds``), so a caption does not depend on the other images of
                 the call. None: the candidates come from seed 0 (captions are deterministic
-                by default) and a ``greedy=False`` caption from a fresh seed. A list of item seeds, one per image (as
-                ``return_seeds`` reports them), samples exactly those captions again (with
-                ``greedy=False``; no candidates).
+                by default) and a ``greedy=False`` caption from a fresh seed. A list of item
+                seeds, one per image (as ``return_seeds`` reports them), samples exactly those
+                captions again (with ``greedy=False``; no candidates).
             progress: ``progress(done, total)``, called after each decoding step.
             return_seeds: also return each caption's item seed (None for a greedy or beam
                 caption).
@@ -220,6 +254,62 @@ class LVerse:
         if return_seeds:
             return result, (chosen[0] if single else chosen)
         return result
+
+    @overload
+    def generate(self, texts: str, *, n: int = ..., candidates: int = ...,
+                 rerank: bool = ..., seed: int | Sequence[int] | Sequence[Sequence[int]] | None = ...,
+                 temperature: float = ..., top_k: int | None = ..., top_p: float | None = ...,
+                 output_type: Literal["pil"] = ..., progress: ProgressHook | None = ...,
+                 return_seeds: Literal[False] = ...) -> list[PIL.Image.Image]: ...
+
+    @overload
+    def generate(self, texts: str, *, n: int = ..., candidates: int = ...,
+                 rerank: bool = ..., seed: int | Sequence[int] | Sequence[Sequence[int]] | None = ...,
+                 temperature: float = ..., top_k: int | None = ..., top_p: float | None = ...,
+                 output_type: Literal["pt"], progress: ProgressHook | None = ...,
+                 return_seeds: Literal[False] = ...) -> torch.Tensor: ...
+
+    @overload
+    def generate(self, texts: str, *, n: int = ..., candidates: int = ...,
+                 rerank: bool = ..., seed: int | Sequence[int] | Sequence[Sequence[int]] | None = ...,
+                 temperature: float = ..., top_k: int | None = ..., top_p: float | None = ...,
+                 output_type: Literal["np"], progress: ProgressHook | None = ...,
+                 return_seeds: Literal[False] = ...) -> np.ndarray: ...
+
+    @overload
+    def generate(self, texts: Sequence[str], *, n: int = ..., candidates: int = ...,
+                 rerank: bool = ..., seed: int | Sequence[int] | Sequence[Sequence[int]] | None = ...,
+                 temperature: float = ..., top_k: int | None = ..., top_p: float | None = ...,
+                 output_type: Literal["pil"] = ..., progress: ProgressHook | None = ...,
+                 return_seeds: Literal[False] = ...) -> list[list[PIL.Image.Image]]: ...
+
+    @overload
+    def generate(self, texts: Sequence[str], *, n: int = ..., candidates: int = ...,
+                 rerank: bool = ..., seed: int | Sequence[int] | Sequence[Sequence[int]] | None = ...,
+                 temperature: float = ..., top_k: int | None = ..., top_p: float | None = ...,
+                 output_type: Literal["pt"], progress: ProgressHook | None = ...,
+                 return_seeds: Literal[False] = ...) -> list[torch.Tensor]: ...
+
+    @overload
+    def generate(self, texts: Sequence[str], *, n: int = ..., candidates: int = ...,
+                 rerank: bool = ..., seed: int | Sequence[int] | Sequence[Sequence[int]] | None = ...,
+                 temperature: float = ..., top_k: int | None = ..., top_p: float | None = ...,
+                 output_type: Literal["np"], progress: ProgressHook | None = ...,
+                 return_seeds: Literal[False] = ...) -> list[np.ndarray]: ...
+
+    @overload
+    def generate(self, texts: str, *, n: int = ..., candidates: int = ...,
+                 rerank: bool = ..., seed: int | Sequence[int] | Sequence[Sequence[int]] | None = ...,
+                 temperature: float = ..., top_k: int | None = ..., top_p: float | None = ...,
+                 output_type: str = ..., progress: ProgressHook | None = ...,
+                 return_seeds: Literal[True]) -> tuple[Any, list[int]]: ...
+
+    @overload
+    def generate(self, texts: Sequence[str], *, n: int = ..., candidates: int = ...,
+                 rerank: bool = ..., seed: int | Sequence[int] | Sequence[Sequence[int]] | None = ...,
+                 temperature: float = ..., top_k: int | None = ..., top_p: float | None = ...,
+                 output_type: str = ..., progress: ProgressHook | None = ...,
+                 return_seeds: Literal[True]) -> tuple[list[Any], list[list[int]]]: ...
 
     @torch.no_grad()
     def generate(self, texts: str | Sequence[str], *, n: int = 1, candidates: int = 8, rerank: bool = True,
@@ -339,7 +429,6 @@ class LVerse:
 
 
 OUTPUT_TYPES = ("pil", "pt", "np")
-ImageInput = Union[str, os.PathLike, "PIL.Image.Image", np.ndarray, torch.Tensor]
 
 
 def _count(module: torch.nn.Module) -> int:
@@ -411,6 +500,35 @@ def _require_image_kind(item, name: str) -> None:
         raise TypeError(f"{name}: expected a path, PIL image, numpy array or tensor, got {type(item).__name__}")
 
 
+@overload
+def caption(images: SingleImage, *, model: LVerse | None = ..., candidates: int = ..., rerank: bool = ...,
+            beams: int | None = ..., greedy: bool = ..., temperature: float = ..., top_k: int | None = ...,
+            top_p: float | None = ..., seed: int | Sequence[int] | None = ...,
+            progress: ProgressHook | None = ...,
+            return_seeds: Literal[False] = ...) -> str: ...
+
+@overload
+def caption(images: torch.Tensor, *, model: LVerse | None = ..., candidates: int = ..., rerank: bool = ...,
+            beams: int | None = ..., greedy: bool = ..., temperature: float = ..., top_k: int | None = ...,
+            top_p: float | None = ..., seed: int | Sequence[int] | None = ...,
+            progress: ProgressHook | None = ...,
+            return_seeds: Literal[False] = ...) -> str | list[str]: ...
+
+@overload
+def caption(images: Sequence[ImageInput], *, model: LVerse | None = ..., candidates: int = ..., rerank: bool = ...,
+            beams: int | None = ..., greedy: bool = ..., temperature: float = ..., top_k: int | None = ...,
+            top_p: float | None = ..., seed: int | Sequence[int] | None = ...,
+            progress: ProgressHook | None = ...,
+            return_seeds: Literal[False] = ...) -> list[str]: ...
+
+@overload
+def caption(images: ImageInput | Sequence[ImageInput], *, model: LVerse | None = ..., candidates: int = ...,
+            rerank: bool = ..., beams: int | None = ..., greedy: bool = ..., temperature: float = ...,
+            top_k: int | None = ...,
+            top_p: float | None = ..., seed: int | Sequence[int] | None = ...,
+            progress: ProgressHook | None = ...,
+            return_seeds: Literal[True]) -> tuple[Any, Any]: ...
+
 def caption(images: ImageInput | Sequence[ImageInput], *, model: LVerse | None = None, candidates: int = 16,
             rerank: bool = True, beams: int | None = None, greedy: bool = True, temperature: float = 1.0,
             top_k: int | None = None, top_p: float | None = None, seed: int | Sequence[int] | None = None,
@@ -419,6 +537,62 @@ def caption(images: ImageInput | Sequence[ImageInput], *, model: LVerse | None =
         images, candidates=candidates, rerank=rerank, beams=beams, greedy=greedy, temperature=temperature,
         top_k=top_k, top_p=top_p, seed=seed, progress=progress, return_seeds=return_seeds)
 
+
+@overload
+def generate(texts: str, *, model: LVerse | None = ..., n: int = ..., candidates: int = ...,
+             rerank: bool = ..., seed: int | Sequence[int] | Sequence[Sequence[int]] | None = ...,
+             temperature: float = ..., top_k: int | None = ..., top_p: float | None = ...,
+             output_type: Literal["pil"] = ..., progress: ProgressHook | None = ...,
+             return_seeds: Literal[False] = ...) -> list[PIL.Image.Image]: ...
+
+@overload
+def generate(texts: str, *, model: LVerse | None = ..., n: int = ..., candidates: int = ...,
+             rerank: bool = ..., seed: int | Sequence[int] | Sequence[Sequence[int]] | None = ...,
+             temperature: float = ..., top_k: int | None = ..., top_p: float | None = ...,
+             output_type: Literal["pt"], progress: ProgressHook | None = ...,
+             return_seeds: Literal[False] = ...) -> torch.Tensor: ...
+
+@overload
+def generate(texts: str, *, model: LVerse | None = ..., n: int = ..., candidates: int = ...,
+             rerank: bool = ..., seed: int | Sequence[int] | Sequence[Sequence[int]] | None = ...,
+             temperature: float = ..., top_k: int | None = ..., top_p: float | None = ...,
+             output_type: Literal["np"], progress: ProgressHook | None = ...,
+             return_seeds: Literal[False] = ...) -> np.ndarray: ...
+
+@overload
+def generate(texts: Sequence[str], *, model: LVerse | None = ..., n: int = ..., candidates: int = ...,
+             rerank: bool = ..., seed: int | Sequence[int] | Sequence[Sequence[int]] | None = ...,
+             temperature: float = ..., top_k: int | None = ..., top_p: float | None = ...,
+             output_type: Literal["pil"] = ..., progress: ProgressHook | None = ...,
+             return_seeds: Literal[False] = ...) -> list[list[PIL.Image.Image]]: ...
+
+@overload
+def generate(texts: Sequence[str], *, model: LVerse | None = ..., n: int = ..., candidates: int = ...,
+             rerank: bool = ..., seed: int | Sequence[int] | Sequence[Sequence[int]] | None = ...,
+             temperature: float = ..., top_k: int | None = ..., top_p: float | None = ...,
+             output_type: Literal["pt"], progress: ProgressHook | None = ...,
+             return_seeds: Literal[False] = ...) -> list[torch.Tensor]: ...
+
+@overload
+def generate(texts: Sequence[str], *, model: LVerse | None = ..., n: int = ..., candidates: int = ...,
+             rerank: bool = ..., seed: int | Sequence[int] | Sequence[Sequence[int]] | None = ...,
+             temperature: float = ..., top_k: int | None = ..., top_p: float | None = ...,
+             output_type: Literal["np"], progress: ProgressHook | None = ...,
+             return_seeds: Literal[False] = ...) -> list[np.ndarray]: ...
+
+@overload
+def generate(texts: str, *, model: LVerse | None = ..., n: int = ..., candidates: int = ...,
+             rerank: bool = ..., seed: int | Sequence[int] | Sequence[Sequence[int]] | None = ...,
+             temperature: float = ..., top_k: int | None = ..., top_p: float | None = ...,
+             output_type: str = ..., progress: ProgressHook | None = ...,
+             return_seeds: Literal[True]) -> tuple[Any, list[int]]: ...
+
+@overload
+def generate(texts: Sequence[str], *, model: LVerse | None = ..., n: int = ..., candidates: int = ...,
+             rerank: bool = ..., seed: int | Sequence[int] | Sequence[Sequence[int]] | None = ...,
+             temperature: float = ..., top_k: int | None = ..., top_p: float | None = ...,
+             output_type: str = ..., progress: ProgressHook | None = ...,
+             return_seeds: Literal[True]) -> tuple[list[Any], list[list[int]]]: ...
 
 def generate(texts: str | Sequence[str], *, model: LVerse | None = None, n: int = 1, candidates: int = 8,
              rerank: bool = True, seed: int | Sequence[int] | Sequence[Sequence[int]] | None = None,
@@ -431,8 +605,8 @@ def generate(texts: str | Sequence[str], *, model: LVerse | None = None, n: int 
 
 
 _MODEL_ARG = """
-        model: the :class:`LVerse` to use; default: the model shipped with lverse, loaded on
-            first use (once, also when several threads ask at once).
+            model: the :class:`LVerse` to use; default: the model shipped with lverse, loaded
+                on first use (once, also when several threads ask at once).
 """
 # One text for the options of the function and of the method.
 caption.__doc__ = LVerse.caption.__doc__.replace("\n        Args:\n", "\n        Args:" + _MODEL_ARG, 1)
