@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import subprocess
 import sys
+from pathlib import Path
 
 import lverse
 import numpy as np
@@ -211,3 +212,12 @@ def test_console_script_names_itself(monkeypatch):
 
     monkeypatch.setattr(sys, "argv", ["/usr/local/bin/lverse", "--help"])
     assert build_parser().format_usage().startswith("usage: lverse ")
+
+
+def test_notebook_example_runs_headless(tmp_path):
+    script = Path(__file__).parents[1] / "examples" / "notebook.py"
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "fourth image regenerated alone: True" in done.stdout
+    assert "dtype=torch.bfloat16" in done.stdout
+    assert (tmp_path / "four.png").exists() and lverse.load(tmp_path / "model").describe()["biart"]["layers"] == 4
