@@ -212,6 +212,10 @@ def test_console_script_names_itself(monkeypatch):
 
     monkeypatch.setattr(sys, "argv", ["/usr/local/bin/lverse", "--help"])
     assert build_parser().format_usage().startswith("usage: lverse ")
+    script = Path(sys.executable).with_name("lverse")  # the console script the install made
+    if script.exists():
+        out = subprocess.run([str(script), "--help"], capture_output=True, text=True).stdout
+        assert out.startswith("usage: lverse [-h] COMMAND")
 
 
 def test_notebook_example_runs_headless(tmp_path):

@@ -1,7 +1,7 @@
-"""lverse's command line: ``python -m lverse COMMAND ...`` (or ``lverse COMMAND ...``).
+"""lverse's command line: python -m lverse COMMAND ... (or: lverse COMMAND ...).
 
 Captions images, draws images from text, reconstructs images through the AugVAE, evaluates
-a model and trains both stages. ``COMMAND --help`` lists a command's options. Progress bars
+a model and trains both stages. COMMAND --help lists a command's options. Progress bars
 go to stderr; LVERSE_PROGRESS=0 turns them off."""
 
 from __future__ import annotations
