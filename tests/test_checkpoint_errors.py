@@ -226,6 +226,14 @@ def test_a_zip_that_libtorch_cannot_seek_in_is_a_checkpoint_error(tmp_path):
     expect_checkpoint_error(AugVAE.from_checkpoint, path, "not a readable PyTorch checkpoint", "Invalid argument")
 
 
+def test_a_pickle_cut_inside_a_number_is_a_checkpoint_error(tmp_path):
+    # A BINFLOAT opcode with 3 of its 8 bytes: struct.error from the unpickler (found by
+    # fuzz/checkpoint.py).
+    path = tmp_path / "cut.ckpt"
+    path.write_bytes(b"\x80\x02G\x00\x00\x00")
+    expect_checkpoint_error(AugVAE.from_checkpoint, path, "not a readable PyTorch checkpoint")
+
+
 def rewrite_ckpt(path, change):
     """Rewrites a .ckpt after ``change(data)`` edited its loaded dict in place."""
     data = torch.load(path, weights_only=False)

@@ -11,6 +11,7 @@ import os
 import pickle
 import pickletools
 import re
+import struct
 import sys
 import types
 import zipfile
@@ -64,8 +65,9 @@ _SAFE_GLOBALS = [argparse.Namespace] + [
 
 # What torch.load raises for a file it cannot (or will not) read: its own exceptions, and
 # whatever the unpickler trips on in a damaged pickle.
+# struct.error: the unpickler reading a number the file cuts short (found by fuzz/checkpoint.py).
 _LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, TypeError,
-                KeyError, IndexError, AttributeError, AssertionError)
+                KeyError, IndexError, AttributeError, AssertionError, struct.error, OverflowError, RecursionError)
 
 
 def _torch_load(path: Path) -> object:
