@@ -8,6 +8,11 @@ image codes into text with one set of weights.
 # which only torch's own import makes loadable.
 import torch  # noqa: F401
 
+# Before the native module loads: a libtorch of another minor version could crash it.
+from ._torch_check import require_matching_torch
+
+require_matching_torch()
+
 # _fork, imported for its effect: one torch thread in forked children, so no deadlock there.
 from . import _fork, _native, images, layout, tasks, vq  # noqa: F401
 from .augvae import AugVAE, AugVAEConfig
