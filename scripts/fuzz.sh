@@ -54,7 +54,10 @@ echo "== fuzz decode_image (${SECONDS_PER_TARGET} s)"
 cd "$ROOT/fuzz"
 # Its own target directory: the sanitizer flags would rebuild the crate's cache otherwise.
 CARGO_TARGET_DIR="$CACHE/fuzz-target" cargo +nightly fuzz build decode_image
-replay decode_image env CARGO_TARGET_DIR="$CACHE/fuzz-target" cargo +nightly fuzz run decode_image --
+# The built target replays files given as arguments (cargo fuzz run would add its corpus
+# directory, and libFuzzer takes a mix of files and directories for directories).
+triple="$(rustc +nightly -vV | sed -n 's/^host: //p')"
+replay decode_image "$CACHE/fuzz-target/$triple/release/decode_image"
 log="$CORPUS/decode_image.log"
 CARGO_TARGET_DIR="$CACHE/fuzz-target" cargo +nightly fuzz run decode_image \
   "$CORPUS/decode_image" "$ROOT/fuzz/seeds/decode_image" -- \

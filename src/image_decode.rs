@@ -220,17 +220,19 @@ pub fn preprocess(image: &RgbImage, size: u32) -> Result<Vec<f32>, PixelError> {
     }
     // Both sides fit u32 now: the shorter is `size`, the product is at most 2^30.
     let (new_w, new_h) = (new_w as u32, new_h as u32);
-    let resized;
-    let source = if (new_w, new_h) == (width, height) {
-        image
-    } else {
-        resized = crate::resample::resize_bilinear(image, new_w, new_h);
-        &resized
-    };
     // torchvision's CenterCrop: offset = round((side - size) / 2) with Python's rounding,
     // which sends halves to the even neighbour (10.5 -> 10).
     let top = ((new_h - size) as f64 / 2.0).round_ties_even() as u32;
     let left = ((new_w - size) as f64 / 2.0).round_ties_even() as u32;
+    // Only the crop of the resized image is computed.
+    let cropped;
+    let (source, left, top) = if (new_w, new_h) == (width, height) {
+        (image, left, top)
+    } else {
+        cropped =
+            crate::resample::resize_bilinear_crop(image, (new_w, new_h), (left, top), (size, size));
+        (&cropped, 0, 0)
+    };
     let plane = (size * size) as usize;
     let mut chw = vec![0f32; 3 * plane];
     for y in 0..size {

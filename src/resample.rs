@@ -4,6 +4,7 @@
 //! then a vertical one, each rounded to 8 bits as PIL does.
 
 use image::RgbImage;
+use std::ops::Range;
 
 /// Per output pixel: first source index and normalised weights.
 struct Taps {
@@ -12,12 +13,17 @@ struct Taps {
 }
 
 fn taps(in_size: u32, out_size: u32) -> Taps {
+    taps_for(in_size, out_size, 0..out_size)
+}
+
+/// The taps of the output pixels in `outputs` only (index 0 is `outputs.start`).
+fn taps_for(in_size: u32, out_size: u32, outputs: Range<u32>) -> Taps {
     let scale = in_size as f64 / out_size as f64;
     let filter_scale = scale.max(1.0);
     let support = filter_scale; // bilinear's support is 1, widened when shrinking
-    let mut first = Vec::with_capacity(out_size as usize);
-    let mut weights = Vec::with_capacity(out_size as usize);
-    for out in 0..out_size {
+    let mut first = Vec::with_capacity(outputs.len());
+    let mut weights = Vec::with_capacity(outputs.len());
+    for out in outputs {
         let center = (out as f64 + 0.5) * scale;
         let lo = ((center - support + 0.5).floor().max(0.0)) as usize;
         let hi = ((center + support + 0.5).floor() as usize).min(in_size as usize);
@@ -98,9 +104,99 @@ pub fn resize_bilinear(src: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
     }
 }
 
+/// `resize_bilinear(src, out_w, out_h)` cropped to the `width` x `height` pixels at
+/// (`left`, `top`), computed without the rest of the resized image: the same taps and the
+/// same rounding after each pass, so the same pixels, at a cost that follows the crop and
+/// not the resized size. (A 1 px wide strip resized to a 256 px shorter side is 256 px by
+/// millions; found by fuzz/fuzz_targets/decode_image.rs, where it took seconds.)
+pub fn resize_bilinear_crop(
+    src: &RgbImage,
+    (out_w, out_h): (u32, u32),
+    (left, top): (u32, u32),
+    (width, height): (u32, u32),
+) -> RgbImage {
+    let (in_w, in_h) = src.dimensions();
+    // The vertical pass's taps for the crop's rows, and the source rows they read.
+    let vertical_taps = (out_h != in_h).then(|| taps_for(in_h, out_h, top..top + height));
+    let rows = match &vertical_taps {
+        Some(t) => {
+            let start = t.first.iter().copied().min().unwrap_or(0);
+            let end = t
+                .first
+                .iter()
+                .zip(&t.weights)
+                .map(|(f, w)| f + w.len())
+                .max()
+                .unwrap_or(start);
+            start as u32..end as u32
+        }
+        None => top..top + height,
+    };
+    // The horizontal pass over those rows, for the crop's columns only.
+    let mut stage = RgbImage::new(width, rows.len() as u32);
+    let horizontal_taps = (out_w != in_w).then(|| taps_for(in_w, out_w, left..left + width));
+    for (sy, y) in rows.clone().enumerate() {
+        for x in 0..width {
+            let pixel = match &horizontal_taps {
+                Some(t) => {
+                    let mut acc = [0f64; 3];
+                    for (i, w) in t.weights[x as usize].iter().enumerate() {
+                        let p = src.get_pixel((t.first[x as usize] + i) as u32, y);
+                        for c in 0..3 {
+                            acc[c] += w * p[c] as f64;
+                        }
+                    }
+                    image::Rgb(acc.map(to_u8))
+                }
+                None => *src.get_pixel(left + x, y),
+            };
+            stage.put_pixel(x, sy as u32, pixel);
+        }
+    }
+    let Some(t) = vertical_taps else {
+        return stage;
+    };
+    let mut dst = RgbImage::new(width, height);
+    for y in 0..height as usize {
+        for x in 0..width {
+            let mut acc = [0f64; 3];
+            for (i, wt) in t.weights[y].iter().enumerate() {
+                let p = stage.get_pixel(x, (t.first[y] + i) as u32 - rows.start);
+                for c in 0..3 {
+                    acc[c] += wt * p[c] as f64;
+                }
+            }
+            dst.put_pixel(x, y as u32, image::Rgb(acc.map(to_u8)));
+        }
+    }
+    dst
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_crop_of_the_resize_is_the_resize_cropped() {
+        let src = RgbImage::from_fn(37, 23, |x, y| {
+            image::Rgb([(x * 7) as u8, (y * 11) as u8, (x * y) as u8])
+        });
+        for (out, at, size) in [
+            ((20, 12), (3, 2), (10, 9)),
+            ((90, 56), (40, 0), (50, 56)),
+            ((37, 60), (0, 11), (37, 30)),
+            ((64, 23), (7, 0), (20, 23)),
+            ((37, 23), (5, 5), (8, 8)),
+        ] {
+            let full = resize_bilinear(&src, out.0, out.1);
+            let cropped = image::imageops::crop_imm(&full, at.0, at.1, size.0, size.1).to_image();
+            assert_eq!(
+                resize_bilinear_crop(&src, out, at, size),
+                cropped,
+                "{out:?} {at:?} {size:?}"
+            );
+        }
+    }
 
     #[test]
     fn weights_sum_to_one_and_cover_the_source() {

@@ -48,6 +48,19 @@ def test_file_matches_pil_pipeline(tmp_path, photo):
     assert x.min() >= -1 and x.max() <= 1
 
 
+@pytest.mark.parametrize("shape", [(5000, 3), (2, 1700)], ids=["tall-strip", "wide-strip"])
+def test_strips_resize_to_the_crop_only(tmp_path, shape):
+    # The resized image of a strip is huge (64 x 106,666 for the tall one); only its center
+    # crop is computed, in milliseconds, and it is PIL's crop (found by the image fuzzer,
+    # where such a file took seconds).
+    rng = np.random.default_rng(1)
+    strip = Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8))
+    path = tmp_path / "strip.png"
+    strip.save(path)
+    x = images.load(path, size=64)
+    assert (x[0] - pil_reference(strip, 64)).abs().max() <= 2.01 / 255
+
+
 def test_no_resize_is_exact(tmp_path):
     arr = np.random.default_rng(1).integers(0, 256, (32, 48, 3), dtype=np.uint8)
     path = tmp_path / "exact.png"
