@@ -2,6 +2,7 @@
 # One entry point for people and CI:
 #   scripts/dev.sh setup   create/refresh the venv and build the native module
 #   scripts/dev.sh demo    setup, then the main job
+#   scripts/dev.sh wheel   setup, then a wheel in dist/ (links the installed torch, bundles none)
 #   scripts/dev.sh test    setup, then lints, every test (Rust and Python) and the fuzzers
 #                          (LVERSE_FUZZ_SECONDS per target, default 60)
 # The venv and the cargo target directory live outside the clone (~/.cache/lverse by
@@ -57,9 +58,16 @@ test_all() {
   "$ROOT/scripts/fuzz.sh" "${LVERSE_FUZZ_SECONDS:-60}"
 }
 
+wheel() {
+  setup
+  cd "$ROOT"
+  maturin build --release -o "$ROOT/dist"
+}
+
 case "${1:-}" in
   setup) setup ;;
+  wheel) wheel ;;
   demo) demo ;;
   test) test_all ;;
-  *) echo "usage: $0 {setup|demo|test}" >&2; exit 2 ;;
+  *) echo "usage: $0 {setup|demo|test|wheel}" >&2; exit 2 ;;
 esac
