@@ -1,4 +1,4 @@
-"""The soak test (tests/soak.py) in a fresh interpreter: 60 s in the suite, longer with
+"""The soak test (tests/soak.py) in a fresh interpreter: 150 s in the suite, longer with
 ``--soak-seconds``. It prints its one-line summary, which the README quotes."""
 
 import json
