@@ -12,10 +12,6 @@ struct Taps {
     weights: Vec<Vec<f64>>,
 }
 
-fn taps(in_size: u32, out_size: u32) -> Taps {
-    taps_for(in_size, out_size, 0..out_size)
-}
-
 /// The taps of the output pixels in `outputs` only (index 0 is `outputs.start`).
 fn taps_for(in_size: u32, out_size: u32, outputs: Range<u32>) -> Taps {
     let scale = in_size as f64 / out_size as f64;
@@ -51,63 +47,10 @@ fn to_u8(v: f64) -> u8 {
     (v + 0.5).floor().clamp(0.0, 255.0) as u8
 }
 
-fn horizontal(src: &RgbImage, out_w: u32) -> RgbImage {
-    let (in_w, h) = src.dimensions();
-    let t = taps(in_w, out_w);
-    let mut dst = RgbImage::new(out_w, h);
-    for y in 0..h {
-        for x in 0..out_w as usize {
-            let mut acc = [0f64; 3];
-            for (i, w) in t.weights[x].iter().enumerate() {
-                let p = src.get_pixel((t.first[x] + i) as u32, y);
-                for c in 0..3 {
-                    acc[c] += w * p[c] as f64;
-                }
-            }
-            dst.put_pixel(x as u32, y, image::Rgb(acc.map(to_u8)));
-        }
-    }
-    dst
-}
-
-fn vertical(src: &RgbImage, out_h: u32) -> RgbImage {
-    let (w, in_h) = src.dimensions();
-    let t = taps(in_h, out_h);
-    let mut dst = RgbImage::new(w, out_h);
-    for y in 0..out_h as usize {
-        for x in 0..w {
-            let mut acc = [0f64; 3];
-            for (i, wt) in t.weights[y].iter().enumerate() {
-                let p = src.get_pixel(x, (t.first[y] + i) as u32);
-                for c in 0..3 {
-                    acc[c] += wt * p[c] as f64;
-                }
-            }
-            dst.put_pixel(x, y as u32, image::Rgb(acc.map(to_u8)));
-        }
-    }
-    dst
-}
-
-/// Resizes like PIL's BILINEAR; a pass whose size does not change is skipped, as in PIL.
-pub fn resize_bilinear(src: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
-    let (in_w, in_h) = src.dimensions();
-    let stage = if out_w != in_w {
-        horizontal(src, out_w)
-    } else {
-        src.clone()
-    };
-    if out_h != in_h {
-        vertical(&stage, out_h)
-    } else {
-        stage
-    }
-}
-
-/// `resize_bilinear(src, out_w, out_h)` cropped to the `width` x `height` pixels at
-/// (`left`, `top`), computed without the rest of the resized image: the same taps and the
-/// same rounding after each pass, so the same pixels, at a cost that follows the crop and
-/// not the resized size. (A 1 px wide strip resized to a 256 px shorter side is 256 px by
+/// PIL's BILINEAR resize of `src` to `out_w` x `out_h`, cropped to the `width` x `height`
+/// pixels at (`left`, `top`) and computed without the rest of the resized image: the same
+/// taps and the same rounding after each pass (a pass whose size does not change is
+/// skipped, as in PIL), at a cost that follows the crop and not the resized size. (A 1 px wide strip resized to a 256 px shorter side is 256 px by
 /// millions; found by fuzz/fuzz_targets/decode_image.rs, where it took seconds.)
 pub fn resize_bilinear_crop(
     src: &RgbImage,
@@ -175,6 +118,65 @@ pub fn resize_bilinear_crop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // The uncropped resize, pass by pass over the whole image, as PIL runs it: the
+    // reference the crop is checked against.
+    fn taps(in_size: u32, out_size: u32) -> Taps {
+        taps_for(in_size, out_size, 0..out_size)
+    }
+
+    fn horizontal(src: &RgbImage, out_w: u32) -> RgbImage {
+        let (in_w, h) = src.dimensions();
+        let t = taps(in_w, out_w);
+        let mut dst = RgbImage::new(out_w, h);
+        for y in 0..h {
+            for x in 0..out_w as usize {
+                let mut acc = [0f64; 3];
+                for (i, w) in t.weights[x].iter().enumerate() {
+                    let p = src.get_pixel((t.first[x] + i) as u32, y);
+                    for c in 0..3 {
+                        acc[c] += w * p[c] as f64;
+                    }
+                }
+                dst.put_pixel(x as u32, y, image::Rgb(acc.map(to_u8)));
+            }
+        }
+        dst
+    }
+
+    fn vertical(src: &RgbImage, out_h: u32) -> RgbImage {
+        let (w, in_h) = src.dimensions();
+        let t = taps(in_h, out_h);
+        let mut dst = RgbImage::new(w, out_h);
+        for y in 0..out_h as usize {
+            for x in 0..w {
+                let mut acc = [0f64; 3];
+                for (i, wt) in t.weights[y].iter().enumerate() {
+                    let p = src.get_pixel(x, (t.first[y] + i) as u32);
+                    for c in 0..3 {
+                        acc[c] += wt * p[c] as f64;
+                    }
+                }
+                dst.put_pixel(x, y as u32, image::Rgb(acc.map(to_u8)));
+            }
+        }
+        dst
+    }
+
+    /// Resizes like PIL's BILINEAR; a pass whose size does not change is skipped, as in PIL.
+    fn resize_bilinear(src: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
+        let (in_w, in_h) = src.dimensions();
+        let stage = if out_w != in_w {
+            horizontal(src, out_w)
+        } else {
+            src.clone()
+        };
+        if out_h != in_h {
+            vertical(&stage, out_h)
+        } else {
+            stage
+        }
+    }
 
     #[test]
     fn a_crop_of_the_resize_is_the_resize_cropped() {

@@ -6,7 +6,6 @@
 #[allow(dead_code)] // what the fuzzer does not call (MAX_SIZE)
 #[path = "../../src/image_decode.rs"]
 mod image_decode;
-#[allow(dead_code)] // the uncropped resize, which preprocessing does not use
 #[path = "../../src/resample.rs"]
 mod resample;
 

@@ -29,9 +29,9 @@ import torch
 def _one_thread_in_child() -> None:
     if torch.get_num_threads() > 1:
         torch.set_num_threads(1)
-    from . import progress
+    from .progress import set_progress
 
-    progress._enabled = False
+    set_progress(False)
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork

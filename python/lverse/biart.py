@@ -19,6 +19,7 @@ from ._native_guard import module_structure, native_tensors
 from ._params import initialize_from_specs, named_tensors
 from .biart_layers import Block
 from .layout import TokenLayout
+from .seeds import require_seed
 
 
 def _require_token_ids(stop_token, pad_token) -> None:
@@ -169,12 +170,9 @@ class BiART(nn.Module):
                 raise ValueError(f"top_k must be >= 1, got {top_k}")
         row_seeds = None
         if isinstance(seed, (list, tuple)):
-            for i, value in enumerate(seed):
-                require_int(value, f"seed[{i}]")
-            row_seeds, seed = [value % 2**64 for value in seed], None
+            row_seeds, seed = [require_seed(value, f"seed[{i}]") for i, value in enumerate(seed)], None
         elif seed is not None:
-            require_int(seed, "seed")
-            seed %= 2**64
+            seed = require_seed(seed)
         return _biart_core(self.config).generate(
             self._native_tensors("sampler (generate)"), idx, seg, steps, greedy=greedy, temperature=float(temperature),
             top_k=top_k, top_p=None if top_p is None else float(top_p), seed=seed,

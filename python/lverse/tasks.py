@@ -70,6 +70,11 @@ def _item_seeds(seed, conditions: list[bytes], count: int, what: str) -> list[li
     return [[seeds.item_seed(base, condition, k) for k in range(count)] for condition in conditions]
 
 
+# What sampled captions are conditioned on, for their item seeds (their image enters
+# through the probabilities, so that a caption does not depend on the batch it is in).
+CAPTION = b"caption"
+
+
 @torch.no_grad()
 def generate_caption_ids(model, layout: TokenLayout, image: torch.Tensor, *, beams: int | None = None,
                          greedy: bool = True, temperature: float = 1.0, top_k: int | None = None,
@@ -99,10 +104,6 @@ def generate_caption_ids(model, layout: TokenLayout, image: torch.Tensor, *, bea
     return model.generate(idx, seg, layout.text_len, **common, progress=progress,
                           **_sample_options(greedy, temperature, top_k, top_p, row_seeds))
 
-
-# What sampled captions are conditioned on, for their item seeds (their image enters
-# through the probabilities, so that a caption does not depend on the batch it is in).
-CAPTION = b"caption"
 
 
 def _part_log_likelihood(model, idx, seg, start: int, length: int, legal: list[tuple[int, int]],
