@@ -53,7 +53,9 @@ def cached_torch_loop(ref: ReferenceBiART, idx, seg, steps, lo, hi, n_head, line
     d = ref.tok_emb.weight.shape[1]
     hs = d // n_head
     total = t + steps
-    caches = [(torch.zeros(b, n_head, total, hs), torch.zeros(b, n_head, total, hs)) for _ in ref.blocks]
+    dev = idx.device
+    caches = [(torch.zeros(b, n_head, total, hs, device=dev), torch.zeros(b, n_head, total, hs, device=dev))
+              for _ in ref.blocks]
 
     def run(tokens, segs, start):
         n = tokens.shape[1]
@@ -75,7 +77,7 @@ def cached_torch_loop(ref: ReferenceBiART, idx, seg, steps, lo, hi, n_head, line
 
     logits = run(idx, seg, 0)
     out = []
-    gen = torch.ones(b, 1, dtype=torch.long)
+    gen = torch.ones(b, 1, dtype=torch.long, device=dev)
     for step in range(steps):
         probs = logits[:, lo:hi].softmax(-1)
         nxt = torch.multinomial(probs, 1) + lo

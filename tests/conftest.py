@@ -46,7 +46,10 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA device")
 
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def cuda(test):
+    """A test that needs a CUDA device: skipped without one, selected by `-m cuda`
+    (scripts/gpu-check.sh runs exactly these on a GPU machine)."""
+    return pytest.mark.cuda(pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")(test))
 
 
 def pytest_addoption(parser):

@@ -16,10 +16,11 @@ import lverse.vq as vq
 import pytest
 import torch
 
+from .conftest import cuda
+
 TOL32 = 1e-5
 TOL64 = 1e-12
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 def sqdist64(z: torch.Tensor, e: torch.Tensor) -> torch.Tensor:

@@ -8,13 +8,14 @@ image codes into text with one set of weights.
 # which only torch's own import makes loadable.
 import torch  # noqa: F401
 
-# Before the native module loads: a libtorch of another minor version could crash it.
-from ._torch_check import require_matching_torch
+# The native module built for the running torch, checked before it loads: a libtorch of
+# another minor version could crash it. Afterwards it is lverse._native.
+from ._torch_check import load_native, wheel_version
 
-require_matching_torch()
+_native = load_native()
 
 # _fork, imported for its effect: one torch thread in forked children, so no deadlock there.
-from . import _fork, _native, images, layout, tasks, vq  # noqa: F401
+from . import _fork, images, layout, tasks, vq  # noqa: F401
 from .augvae import AugVAE, AugVAEConfig
 from .biart import BiART, BiARTConfig
 from .errors import CheckpointError, ImageError, LverseError, NativePathError
@@ -22,7 +23,7 @@ from .pipeline import LVerse, caption, generate, load
 from .progress import set_progress
 from .tokenizer import Tokenizer
 
-__version__ = _native.__version__
+__version__ = wheel_version(_native)
 
 __all__ = [
     "AugVAE",
