@@ -3,7 +3,8 @@
 Each tch release binds one libtorch minor (tch 0.24: torch 2.11, 0.26: 2.13; no 0.25 was
 released for 2.12), and Cargo cannot hold two versions of a `links = "tch"` crate even as
 optional dependencies (rust-lang/cargo#10066). So the repository root is the project for the default torch, and
-the project for another torch is made from it: the same sources (symlinked), Cargo.toml with
+the project for another torch is made from it: the same sources (src/ symlinked, python/
+mirrored by hard links), Cargo.toml with
 that torch's tch pins, its own committed lock file (locks/torch-X.Y/Cargo.lock), and
 pyproject.toml with its wheel version (+ptXY), its torch requirement and its module
 directory (lverse/_torchXY/, which the import-time check reads; python/lverse/_torch_check.py).
@@ -16,6 +17,7 @@ Used by scripts/dev.sh (LVERSE_TORCH) and by the PEP 517 backend (build_backend/
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -25,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = "2.13"  # what the root Cargo.toml, Cargo.lock and pyproject.toml describe
-LINKED = ("src", "python", "README.md", "LICENSE")  # what a variant project shares with the root
+LINKED = ("src", "README.md", "LICENSE")  # what a variant project shares with the root, as symlinks
 
 
 @dataclass(frozen=True)
@@ -91,8 +93,9 @@ def pyproject_toml(v: Variant) -> str:
     d = VARIANTS[DEFAULT]
     text = _replace_once(text, rf'^(version = "[^"+]+)\+pt{d.tag}"', rf'\g<1>+pt{v.tag}"', "pyproject.toml version")
     text = _replace_once(text, rf'"{re.escape(d.requirement)}"', f'"{v.requirement}"', "pyproject.toml torch")
-    return _replace_once(text, rf'^module-name = "lverse\._torch{d.tag}\._native"',
+    text = _replace_once(text, rf'^module-name = "lverse\._torch{d.tag}\._native"',
                          f'module-name = "lverse._torch{v.tag}._native"', "pyproject.toml module-name")
+    return text
 
 
 def lock_file(v: Variant) -> Path:
@@ -108,6 +111,7 @@ def project(v: Variant) -> Path:
         return ROOT
     out = ROOT / "target" / f"torch-{v.minor}"
     out.mkdir(parents=True, exist_ok=True)
+    _mirror(ROOT / "python", out / "python")
     for name in LINKED:
         link = out / name
         if not link.is_symlink():
@@ -123,6 +127,34 @@ def project(v: Variant) -> Path:
     if lock_file(v).exists():
         _write_if_changed(out / "Cargo.lock", lock_file(v).read_text())
     return out
+
+
+def _mirror(source: Path, target: Path) -> None:
+    """target/ holds hard links to source/'s files (Python sources, weights), so that it has the
+    package itself: maturin neither follows a symlinked python/ directory nor takes a
+    python-source outside the project (either gave a wheel without lverse/*.py). A file edited
+    in place shows through the link; one replaced by rename shows after the next call (every
+    scripts/dev.sh command makes one). Built modules and caches in target/ are left alone."""
+    if target.is_symlink():  # an earlier version of this script linked the directory
+        target.unlink()
+
+    def derived(path: Path) -> bool:
+        return "__pycache__" in path.parts or path.suffix in (".so", ".pyc")
+
+    wanted = {p.relative_to(source) for p in source.rglob("*") if p.is_file() and not derived(p)}
+    for rel in wanted:
+        src, dst = source / rel, target / rel
+        if dst.exists() and dst.stat().st_ino == src.stat().st_ino:
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.unlink(missing_ok=True)
+        try:
+            os.link(src, dst)
+        except OSError:  # another file system: a copy, refreshed by the next call
+            shutil.copy2(src, dst)
+    for p in sorted(target.rglob("*"), reverse=True):
+        if p.is_file() and not derived(p) and p.relative_to(target) not in wanted:
+            p.unlink()
 
 
 def _write_if_changed(path: Path, text: str) -> None:

@@ -40,8 +40,11 @@ def test_each_variant_project_pins_its_torch(minor):
     assert [lock[c] for c in TCH_CRATES] == [v.tch] * 3
     assert {k: x for k, x in lock.items() if k not in TCH_CRATES} == {k: x for k, x in root.items()
                                                                       if k not in TCH_CRATES}
-    # Everything but the manifests is the root's own files.
+    # Everything but the manifests is the root's own files: linked, and the package mirrored
+    # by hard links (maturin packs no python/ outside the project or behind a symlink).
     assert all((out / name).resolve() == ROOT / name for name in torch_variants.LINKED)
+    for rel in ("lverse/__init__.py", "lverse/weights/default/biart.safetensors"):
+        assert (out / "python" / rel).stat().st_ino == (ROOT / "python" / rel).stat().st_ino
     bypass = (out / ".cargo" / "config.toml").read_text() if out != ROOT else ""
     assert ("LIBTORCH_BYPASS_VERSION_CHECK" in bypass) == v.bypass_version_check
 
