@@ -167,7 +167,7 @@ def test_save_writes_what_load_reads(tmp_path):
     model = default_model()
     model.save(tmp_path / "copy")
     assert sorted(p.name for p in (tmp_path / "copy").iterdir()) == ["augvae.safetensors", "biart.safetensors",
-                                                                      "lverse.json"]
+                                                                      "lverse.json", "tokenizer.json"]
     copy = lverse.load(tmp_path / "copy")
     for a, b in [(model.vae, copy.vae), (model.biart, copy.biart)]:
         sa, sb = a.state_dict(), b.state_dict()

@@ -449,6 +449,19 @@ def load_augvae_checkpoint(path) -> tuple[dict, dict[str, torch.Tensor]]:
     return _augvae_config_from_lightning(path, _lightning_args(path, data), state), state
 
 
+def load_perceptual_loss(path) -> dict[str, torch.Tensor]:
+    """The LPIPS tensors (VGG16 and its linear heads) an official AugVAE .ckpt carries
+    under ``loss.perceptual_loss.``, by their names below it; empty when it has none."""
+    path = Path(os.fspath(path))
+    if _sniff(path) == "safetensors":
+        return {}
+    data = _torch_load(path)
+    if not isinstance(data, dict) or not isinstance(data.get("state_dict"), dict):
+        return {}
+    prefix = "loss.perceptual_loss."
+    return {k[len(prefix):]: v for k, v in data["state_dict"].items() if isinstance(k, str) and k.startswith(prefix)}
+
+
 def _lightning_state_dict(path: Path, data) -> dict:
     """The model's tensors by name, without the perceptual loss that official files carry."""
     if not isinstance(data, dict) or "state_dict" not in data:

@@ -385,26 +385,12 @@ class LVerse:
     # -- saving and moving -------------------------------------------------------------
 
     def save(self, path: str | os.PathLike) -> None:
-        """Writes a model directory that :func:`load` reads: ``augvae.safetensors``,
-        ``biart.safetensors`` (with the token layout and tokenizer) and ``lverse.json``."""
-        directory = Path(os.fspath(path))
-        directory.mkdir(parents=True, exist_ok=True)
-        self.vae.save(directory / "augvae.safetensors")
-        self.biart.save(directory / "biart.safetensors", metadata=dict(self.biart.metadata))
-        (directory / "lverse.json").write_text(json.dumps(self.describe(), indent=2) + "\n")
+        """Writes a model directory that :func:`load` reads (see :func:`save_model_dir`)."""
+        save_model_dir(path, self.vae, self.biart)
 
     def describe(self) -> dict:
         """What the model is, as ``lverse.json`` records it."""
-        vae, biart = self.vae.config, self.biart.config
-        return {
-            "format": "lverse model directory, version 1",
-            "augvae": {"file": "augvae.safetensors", "kind": "SL" if vae.single_level is not None else "ML",
-                       "resolution": vae.resolution, "codes": self.vae.tokens_per_image,
-                       "codebook": vae.num_tokens, "parameters": _count(self.vae)},
-            "biart": {"file": "biart.safetensors", "layers": biart.n_layer, "width": biart.n_embd,
-                      "heads": biart.n_head, "parameters": _count(self.biart),
-                      "text_tokens": self.layout.text_len, "text_vocab": self.tokenizer.vocab_size},
-        }
+        return describe_model(self.vae, self.biart)
 
     def to(self, *args, **kwargs) -> LVerse:
         """Moves or casts both parts, as ``torch.nn.Module.to`` (a device, a dtype, or both).
@@ -429,6 +415,36 @@ class LVerse:
 
 
 OUTPUT_TYPES = ("pil", "pt", "np")
+
+
+MODEL_DIR_FORMAT = "lverse model directory, version 1"
+
+
+def save_model_dir(path: str | os.PathLike, vae: AugVAE, biart: BiART, metadata: dict | None = None) -> None:
+    """Writes a model directory: ``augvae.safetensors``, ``biart.safetensors`` (which
+    carries the token layout and tokenizer, and ``metadata``), ``tokenizer.json`` (a copy,
+    for reuse with ``train-biart --tokenizer``) and ``lverse.json`` (what the two are).
+    Leaves the modules' train/eval mode alone, so a training loop can call it."""
+    directory = Path(os.fspath(path))
+    directory.mkdir(parents=True, exist_ok=True)
+    vae.save(directory / "augvae.safetensors")
+    biart.save(directory / "biart.safetensors", metadata={**biart.metadata, **(metadata or {})})
+    (directory / "tokenizer.json").write_text(biart.tokenizer.to_json(), encoding="utf-8")
+    (directory / "lverse.json").write_text(json.dumps(describe_model(vae, biart), indent=2) + "\n")
+
+
+def describe_model(vae: AugVAE, biart: BiART) -> dict:
+    v, b = vae.config, biart.config
+    return {
+        "format": MODEL_DIR_FORMAT,
+        "augvae": {"file": "augvae.safetensors", "kind": "SL" if v.single_level is not None else "ML",
+                   "resolution": v.resolution, "codes": vae.tokens_per_image,
+                   "codebook": v.num_tokens, "parameters": _count(vae)},
+        "biart": {"file": "biart.safetensors", "layers": b.n_layer, "width": b.n_embd,
+                  "heads": b.n_head, "parameters": _count(biart),
+                  "text_tokens": biart.layout.text_len, "text_vocab": biart.tokenizer.vocab_size},
+        "tokenizer": {"file": "tokenizer.json", "note": "a copy; biart.safetensors carries the one used"},
+    }
 
 
 def _count(module: torch.nn.Module) -> int:

@@ -37,6 +37,18 @@ class Source:
         """(image: path | PIL image, caption: str | None) of one entry."""
         raise NotImplementedError
 
+    # Tokenizing reads images, not pairs: an image with five captions is encoded once.
+    procedural = False  # endless (or random) data: tokenize needs --count
+
+    def image_count(self) -> int:
+        return len(self)
+
+    def image_entry(self, index: int) -> tuple[object, list[str], str]:
+        """(image, its captions, a name for it) of distinct image ``index``."""
+        image, caption = self.item(index)
+        name = str(image) if isinstance(image, Path) else f"{type(self).__name__}[{index}]"
+        return image, [caption] if caption else [], name
+
     def batch(self, indices) -> tuple[torch.Tensor, list[str | None]]:
         """Images (B, 3, size, size) in [-1, 1] and captions; unreadable images are
         replaced by the next readable entry and counted."""
@@ -68,6 +80,12 @@ class ShapesSource(Source):
 
     def item(self, index: int):
         return shapes.scene(self.base + index, size=self.size)
+
+    procedural = True
+
+    def image_entry(self, index: int) -> tuple[object, list[str], str]:
+        image, caption = self.item(index)
+        return image, [caption], f"scene {self.base + index}"
 
 
 def _images_under(root: Path) -> list[Path]:
@@ -103,6 +121,22 @@ class PairsSource(Source):
 
     def item(self, index: int):
         return self.pairs[index]
+
+    def _images(self) -> list[tuple[Path, list[str]]]:
+        # Built on first use: training draws pairs and never needs it.
+        if getattr(self, "_grouped", None) is None:
+            grouped: dict[Path, list[str]] = {}
+            for path, caption in self.pairs:
+                grouped.setdefault(path, []).append(caption)
+            self._grouped = list(grouped.items())
+        return self._grouped
+
+    def image_count(self) -> int:
+        return len(self._images())
+
+    def image_entry(self, index: int) -> tuple[object, list[str], str]:
+        path, captions = self._images()[index]
+        return path, list(captions), str(path)
 
 
 class CaptionFolderSource(PairsSource):
@@ -157,6 +191,8 @@ class FakeSource(Source):
         pixels = rng.integers(0, 256, (self.size, self.size, 3), dtype=np.uint8)
         words = rng.choice(self.WORDS, size=int(rng.integers(3, 8)))
         return pixels, " ".join(words)
+
+    procedural = True
 
 
 def from_spec(spec: str, size: int) -> Source:

@@ -1,7 +1,9 @@
 """``python -m lverse train-biart``: train BiART on (image, caption) pairs with a plain
-PyTorch loop. Images become codes through a frozen AugVAE; every pair is used in one
-direction drawn 50/50 (text-to-image or image-to-text) and the loss is taken on the part
-being generated (a caption up to and including EOC). Runs under ``torchrun`` with DDP.
+PyTorch loop. Images come as codes made once by ``python -m lverse tokenize``
+(``--data codes:DIR``), or are encoded by the frozen AugVAE at every step; every pair is
+used in one direction drawn 50/50 (text-to-image or image-to-text) and the loss is taken on
+the part being generated (a caption up to and including EOC). Writes a model directory
+that ``lverse.load`` opens. Runs under ``torchrun`` with DDP.
 """
 
 from __future__ import annotations
@@ -13,13 +15,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .. import images
 from ..augvae import AugVAE
 from ..biart import BiART
 from ..cli._args import fraction, nonnegative_int, positive_float, positive_int
-from ..data import shapes
-from ..data.sources import from_spec
 from ..layout import TokenLayout
+from ..pipeline import save_model_dir
 from ..progress import progress_enabled
 from ..tasks import generate_caption_ids
 from ..tokenizer import Tokenizer
@@ -33,16 +33,28 @@ from .common import (
     save_train_state,
     seed_everything,
 )
+from .pairs import CodePairs, EncodedPairs
 
+# Held-out images captioned at every --sample-every (greedy, so cheap).
+HELD_OUT_SAMPLES = 64
 # What --text-len, --n-layer, --n-head and --n-embd give a new run when not passed.
 ARCHITECTURE_DEFAULTS = {"text_len": 16, "n_layer": 4, "n_head": 4, "n_embd": 256}
 
 
 def register(sub):
     p = sub.add_parser("train-biart", help="train BiART on captioned images (default: shapes scenes)")
-    p.add_argument("--out", type=Path, required=True, help="output directory")
-    p.add_argument("--data", default="shapes", help="shapes, fake, captions:DIR or coco:JSON:IMAGE_DIR")
-    p.add_argument("--vae", type=Path, default=None, help="AugVAE checkpoint (default: the shipped one)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="model directory to write (augvae.safetensors, biart.safetensors, tokenizer.json, "
+                        "lverse.json; train_state.pt for --resume)")
+    p.add_argument("--data", default="shapes",
+                   help="codes:DIR (shards from `lverse tokenize`), or encoded at every step: shapes, fake, "
+                        "captions:DIR or coco:JSON:IMAGE_DIR")
+    p.add_argument("--vae", type=Path, default=None,
+                   help="AugVAE checkpoint; codes:DIR must have been made by it (default: OUT's own on --resume, "
+                        "else the shipped one)")
+    p.add_argument("--held-out", type=nonnegative_int, default=None,
+                   help="last images of the data kept out of training and captioned as samples "
+                        "(default: up to 64, at most a tenth; shapes scenes keep their held-out seeds)")
     p.add_argument("--tokenizer", type=Path, default=None,
                    help="tokenizer.json (default: train a BPE on captions drawn from the data; "
                         "a resumed run keeps its tokenizer)")
@@ -58,9 +70,10 @@ def register(sub):
                    help=f"attention heads (default: {ARCHITECTURE_DEFAULTS['n_head']})")
     p.add_argument("--n-embd", type=positive_int, default=None,
                    help=f"embedding width (default: {ARCHITECTURE_DEFAULTS['n_embd']})")
-    p.add_argument("--reencode", type=fraction, default=0.5,
+    p.add_argument("--reencode", type=fraction, default=None,
                    help="fraction (0 to 1) of image-to-text rows whose codes are first decoded to 8-bit pixels "
-                        "and encoded again, as when captioning a generated image")
+                        "and encoded again, as when captioning a generated image (default 0.5; with codes:DIR, "
+                        "0.5 if tokenized with --trip, else 0)")
     p.add_argument("--steps", type=positive_int, default=3000, help="total steps, counting any already run")
     p.add_argument("--batch-size", type=positive_int, default=48)
     p.add_argument("--lr", type=positive_float, default=1e-3)
@@ -69,7 +82,7 @@ def register(sub):
     p.add_argument("--checkpoint-every", type=positive_int, default=250,
                    help="steps between checkpoints (one is always written at the end)")
     p.add_argument("--sample-every", type=positive_int, default=250,
-                   help="steps between sample captions of held-out scenes (also at the end)")
+                   help="steps between sample captions of held-out images (also at the end)")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT's last checkpoint, keeping its architecture and tokenizer")
     p.add_argument("--device", default="cpu")
@@ -101,15 +114,12 @@ def refuse_changed_architecture(args, model: BiART, vae: AugVAE, model_path: Pat
                          f"{vae.tokens_per_image} from {vae.config.num_tokens}")
 
 
-def build_tokenizer(args, source) -> tuple[Tokenizer, list[str]]:
+def build_tokenizer(args, pairs) -> tuple[Tokenizer, list[str]]:
     """The tokenizer and the words of the captions it was trained on (saved with the model
     so that prompts with unseen words can be refused)."""
     if args.tokenizer is not None:
         return Tokenizer.from_file(args.tokenizer), []
-    g = torch.Generator().manual_seed(args.seed)
-    picks = torch.randint(0, len(source), (min(len(source), 20_000),), generator=g).tolist()
-    captions = [source.item(i)[1] for i in picks]
-    captions = [c for c in captions if c]
+    captions = pairs.captions_for_tokenizer(20_000, torch.Generator().manual_seed(args.seed))
     if not captions:
         raise ValueError(f"data source {args.data!r} has no captions to train a tokenizer on")
     words = sorted({w for c in captions for w in c.lower().split()})
@@ -131,16 +141,30 @@ def sequences(layout: TokenLayout, text: torch.Tensor, image: torch.Tensor, to_i
     return idx, seg, targets
 
 
-@torch.no_grad()
-def through_pixels(vae: AugVAE, ids: torch.Tensor) -> torch.Tensor:
-    """Codes -> 8-bit image -> codes: what a caption of a generated picture reads. The trip
-    is not the identity (nearby codes decode alike), so the captioner is trained on both."""
-    return vae.encode(images.to_uint8(vae.decode(ids)).float() / 127.5 - 1)
-
-
 def run(args) -> int:
     train(args)
     return 0
+
+
+def _vae_path(args) -> tuple[Path, str]:
+    """The AugVAE to caption with and how to name it in messages."""
+    if args.vae is not None:
+        return args.vae, f"--vae {args.vae}"
+    own = args.out / "augvae.safetensors"
+    if args.resume and own.exists():
+        return own, f"{own} (the run's own)"
+    from ..weights import default_augvae_path
+
+    return default_augvae_path(), "the shipped AugVAE"
+
+
+def _pairs(args, vae: AugVAE, vae_name: str):
+    kind, _, rest = args.data.partition(":")
+    if kind == "codes":
+        if not rest:
+            raise ValueError("--data codes:DIR needs the directory `python -m lverse tokenize` wrote")
+        return CodePairs(rest, vae, vae_name, args.held_out, args.reencode)
+    return EncodedPairs(args.data, vae, args.held_out, args.reencode, using_default_vae=args.vae is None)
 
 
 def train(args) -> tuple[BiART, list[float]]:
@@ -149,19 +173,16 @@ def train(args) -> tuple[BiART, list[float]]:
     rank, world = init_distributed()
     seed_everything(args.seed + rank)
     device = torch.device(args.device)
-    if args.vae is None:
-        from ..weights import default_augvae_path
-
-        args.vae = default_augvae_path()
-    vae = AugVAE.from_checkpoint(args.vae, map_location=device)
-    source = from_spec(args.data, vae.config.resolution)
+    vae_path, vae_name = _vae_path(args)
+    vae = AugVAE.from_checkpoint(vae_path, map_location=device)
+    pairs = _pairs(args, vae, vae_name)
     model_path, state_path = args.out / "biart.safetensors", args.out / "train_state.pt"
     if args.resume and model_path.exists():
         model = BiART.from_checkpoint(model_path, map_location=device).train()
         refuse_changed_architecture(args, model, vae, model_path)
         layout, tokenizer, words = model.layout, model.tokenizer, model.metadata.get("words", [])
     else:
-        tokenizer, words = build_tokenizer(args, source)
+        tokenizer, words = build_tokenizer(args, pairs)
         layout = TokenLayout(text_vocab=tokenizer.vocab_size, image_vocab=vae.config.num_tokens,
                              text_len=architecture(args, "text_len"), image_len=vae.tokens_per_image)
         model = BiART.for_layout(layout, tokenizer, n_layer=architecture(args, "n_layer"),
@@ -185,18 +206,13 @@ def train(args) -> tuple[BiART, list[float]]:
                     disable=rank != 0 or not progress_enabled())
     t0, tokens_seen, losses = time.time(), 0, []
     scaler = grad_scaler(device, args.amp)
+    metadata = {"data": args.data, "words": words}
     for step in progress:
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, args.steps, args.lr, args.warmup)
-        pictures, captions = source.batch(torch.randint(0, len(source), (args.batch_size,), generator=g).tolist())
-        with torch.no_grad():
-            image_ids = vae.encode(pictures.to(device))
+        image_ids, to_image, captions = pairs.batch(args.batch_size, g, device)
         text = layout.encode_captions(tokenizer, captions).to(device)
-        to_image = torch.rand(args.batch_size, generator=g) < 0.5
-        trip = (~to_image & (torch.rand(args.batch_size, generator=g) < args.reencode)).to(device)
-        if trip.any():
-            image_ids[trip] = through_pixels(vae, image_ids[trip])
-        idx, seg, targets = sequences(layout, text, image_ids, to_image.to(device))
+        idx, seg, targets = sequences(layout, text, image_ids, to_image)
         with autocast(device, args.amp):
             logits = model(idx[:, :-1], seg[:, :-1])
             loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets[:, 1:].reshape(-1))
@@ -212,24 +228,32 @@ def train(args) -> tuple[BiART, list[float]]:
         if rank == 0:
             progress.set_postfix(loss=f"{losses[-1]:.4f}", tok_s=f"{tokens_seen / (time.time() - t0):.0f}")
             if done % args.checkpoint_every == 0 or done == args.steps:
-                trained.save(model_path, metadata={"step": done, "data": args.data, "words": words})
+                save_model_dir(args.out, vae, trained, {**metadata, "step": done})
                 save_train_state(state_path, done, optimizer)
             if done % args.sample_every == 0 or done == args.steps:
-                progress.write(_sample_captions(trained, vae, layout, tokenizer, device, done))
-    if source.skipped and rank == 0:
-        print(f"skipped {source.skipped} unreadable image(s)")
+                progress.write(_sample_captions(trained, layout, tokenizer, pairs, done))
+    skipped = getattr(getattr(pairs, "source", None), "skipped", 0)
+    if skipped and rank == 0:
+        print(f"skipped {skipped} unreadable image(s)")
     return trained, losses
 
 
 @torch.no_grad()
-def _sample_captions(model: BiART, vae: AugVAE, layout: TokenLayout, tokenizer, device, step: int) -> str:
+def _sample_captions(model: BiART, layout: TokenLayout, tokenizer, pairs, step: int, shown: int = 4) -> str:
+    """Greedy captions of the held-out images: how many match one of their references,
+    and the first few side by side with them."""
+    codes, references = pairs.held_out_pairs(HELD_OUT_SAMPLES)
+    if not references:
+        return f"step {step}: no held-out images to caption (--held-out 0)"
     was_training = model.training
     model.eval()
-    scenes = [shapes.scene(shapes.HELD_OUT_SEED + i, size=vae.config.resolution) for i in range(4)]
-    ids = vae.encode(images.load([im for im, _ in scenes], size=vae.config.resolution).to(device))
-    predicted = layout.decode_captions(tokenizer, generate_caption_ids(model, layout, ids))
+    device = next(model.parameters()).device
+    predicted = []
+    for chunk in codes.split(64):
+        predicted += layout.decode_captions(tokenizer, generate_caption_ids(model, layout, chunk.to(device)))
     model.train(was_training)
-    lines = [f"step {step} captions (held-out scenes):"]
-    for guess, (_, truth) in zip(predicted, scenes, strict=True):
-        lines.append(f"  {'ok' if guess == truth else 'no'}  {guess!r}  (true: {truth!r})")
+    hits = [guess in refs for guess, refs in zip(predicted, references, strict=True)]
+    lines = [f"step {step}: {sum(hits)}/{len(hits)} held-out images captioned exactly (greedy):"]
+    for guess, refs, hit in list(zip(predicted, references, hits, strict=True))[:shown]:
+        lines.append(f"  {'ok' if hit else 'no'}  {guess!r}  (true: {refs[0]!r})")
     return "\n".join(lines)

@@ -1,8 +1,12 @@
-"""``python -m lverse train-vae``: train an AugVAE with a plain PyTorch loop.
+"""``python -m lverse train-vae``: train an AugVAE on any data source with a plain
+PyTorch loop, ML from scratch and then SL fine-tuned from it (``--init``), as the
+official two-stage recipe.
 
-Loss: mean squared error (optionally weighting non-background pixels, which matter most
-for small objects) plus the quantizer's commitment loss; the EMA codebook learns by
-itself in train mode.
+Loss: mean squared error plus 0.1 x LPIPS (the official ``lpips_l2``) when LPIPS weights
+are at hand (an official AugVAE .ckpt carries them), plus the quantizer's commitment loss;
+the EMA codebook learns by itself in train mode. On shapes scenes the squared error
+weights the objects' pixels over the background (``--fg-weight``), as small objects
+matter most there.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from tqdm import tqdm
 from ..augvae import AugVAE, AugVAEConfig
 from ..cli._args import json_object, nonnegative_int, positive_float, positive_int
 from ..data import shapes
+from ..errors import CheckpointError
 from ..images import grid, psnr, to_pil
 from ..progress import progress_enabled
 from .common import (
@@ -29,6 +34,8 @@ from .common import (
     save_train_state,
     seed_everything,
 )
+from .lpips import LPIPS
+from .vae_data import TrainingImages, initial_model
 
 # The default model's image tokenizer: 64 px scenes to an 8x8 grid of 512 codes (level 0 is
 # 16x16, the single level kept is level 1). A 16x16 grid reconstructs better but makes
@@ -36,20 +43,6 @@ from .common import (
 SHAPES_CONFIG = dict(hidden_dim=16, ch_mult=(1, 2, 2), inner_ch_mult=(2, 2), num_res_blocks=1,
                      z_channels=32, codebook_dim=32, num_tokens=512, resolution=64, levels=3,
                      single_level=1, norm_groups=8)
-
-
-def shapes_batch(rng: torch.Generator, batch_size: int) -> torch.Tensor:
-    from .. import images
-
-    seeds = torch.randint(0, shapes.HELD_OUT_SEED, (batch_size,), generator=rng).tolist()
-    return images.load([shapes.scene(s)[0] for s in seeds], size=shapes.IMAGE_SIZE)
-
-
-def held_out_images(count: int) -> torch.Tensor:
-    from .. import images
-
-    return images.load([shapes.scene(shapes.HELD_OUT_SEED + i)[0] for i in range(count)],
-                       size=shapes.IMAGE_SIZE)
 
 
 def weighted_mse(recon: torch.Tensor, target: torch.Tensor, fg_weight: float) -> torch.Tensor:
@@ -93,15 +86,28 @@ def restart_dead_codes(model: AugVAE, min_usage: float, generator: torch.Generat
 def register(sub):
     p = sub.add_parser("train-vae", help="train an AugVAE (default: the shapes tokenizer)")
     p.add_argument("--out", type=Path, required=True, help="output directory")
+    p.add_argument("--data", default="shapes",
+                   help="shapes, fake, folder:DIR, captions:DIR or coco:JSON:IMAGE_DIR (images at the config's "
+                        "resolution: shorter side resized, center crop)")
     p.add_argument("--config", type=config_arg, default=None,
-                   help="AugVAE config as a JSON object or a path to a .json file "
-                        "(default: the shapes tokenizer; with --resume it must match the saved model's)")
+                   help="AugVAE config as a JSON object or a path to a .json file (default: the shapes "
+                        "tokenizer; with --init, the checkpoint's, as SL; with --resume it must match the saved "
+                        "model's)")
+    p.add_argument("--init", type=Path, default=None,
+                   help="checkpoint to start from: the same architecture, or an ML checkpoint for an SL "
+                        "config (the official fine-tuning: ML weights kept, connectors new)")
+    p.add_argument("--lpips", default="auto",
+                   help="official AugVAE .ckpt to read LPIPS weights from, 'off', or 'auto' (--init's when it "
+                        "carries them); without them the loss is L2 alone, and the run says so")
+    p.add_argument("--held-out", type=nonnegative_int, default=None,
+                   help="last images of the data kept out of training for PSNR and samples (default: up to 64, "
+                        "at most a tenth; shapes: 64 held-out scenes)")
     p.add_argument("--steps", type=positive_int, default=4000, help="total steps, counting any already run")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--lr", type=positive_float, default=2e-3)
     p.add_argument("--warmup", type=nonnegative_int, default=100)
-    p.add_argument("--fg-weight", type=float, default=4.0,
-                   help="loss weight of foreground pixels relative to background (shapes data)")
+    p.add_argument("--fg-weight", type=positive_float, default=None,
+                   help="loss weight of foreground pixels relative to background (shapes data only; default 4)")
     p.add_argument("--restart-every", type=nonnegative_int, default=25,
                    help="steps between restarts of unused codes (0: never); none in the last 20%% of training")
     p.add_argument("--min-usage", type=float, default=1.0,
@@ -153,7 +159,11 @@ def train(args) -> tuple[AugVAE, list[float]]:
         model = AugVAE.from_checkpoint(model_path).train()
         refuse_changed_config(args.config, model.config, model_path)
     else:
-        model = AugVAE(args.config or AugVAEConfig(**SHAPES_CONFIG)).train()
+        model = initial_model(args.config, args.init, AugVAEConfig(**SHAPES_CONFIG)).train()
+    data = TrainingImages(args.data, model.config.resolution, args.held_out)
+    fg_weight = foreground_weight(args.fg_weight, data)
+    # Shapes scenes train on weighted L2 by design; other images would want the official loss.
+    perceptual = perceptual_loss(args.lpips, args.init, rank == 0 and not data.shapes)
     device = torch.device(args.device)
     model = trained = model.to(device)
     if world > 1:
@@ -169,7 +179,9 @@ def train(args) -> tuple[AugVAE, list[float]]:
     # Code restarts must draw alike on every rank (the codebook statistics already agree);
     # a single process keeps drawing them from its data generator, as the shipped weights were made.
     restart_rng = rng if world == 1 else torch.Generator().manual_seed(args.seed + start)
-    held_out = held_out_images(64).to(device) if rank == 0 else None
+    held_out = data.held_out_images().to(device) if rank == 0 else None
+    if perceptual is not None:
+        perceptual = perceptual.to(device)
     scaler = grad_scaler(device, args.amp)
     progress = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="train-vae",
                     disable=rank != 0 or not progress_enabled())
@@ -177,10 +189,11 @@ def train(args) -> tuple[AugVAE, list[float]]:
     for step in progress:
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, args.steps, args.lr, args.warmup)
-        x = shapes_batch(rng, args.batch_size).to(device)
+        x = data.batch(rng, args.batch_size).to(device)
         with autocast(device, args.amp):
             recon, commitment = model(x)
-        loss = weighted_mse(recon.float(), x, args.fg_weight) + commitment.float()
+            lpips = perceptual(recon, x).mean().float() if perceptual is not None else 0.0
+        loss = weighted_mse(recon.float(), x, fg_weight) + LPIPS_WEIGHT * lpips + commitment.float()
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -197,10 +210,45 @@ def train(args) -> tuple[AugVAE, list[float]]:
         if done % args.checkpoint_every == 0 or done == args.steps:
             trained.save(model_path)
             save_train_state(state_path, done, optimizer)
-        if done % args.sample_every == 0 or done == args.steps:
+        if (done % args.sample_every == 0 or done == args.steps) and len(held_out):
             score = _evaluate(trained, held_out, args.out / f"samples_{done:06d}.png")
-            progress.write(f"step {done}: held-out PSNR {score:.2f} dB")
+            progress.write(f"step {done}: held-out PSNR {score:.2f} dB ({len(held_out)} images)")
+    if data.skipped and rank == 0:
+        print(f"skipped {data.skipped} unreadable image(s)")
     return trained, losses
+
+
+# The official p_loss_weight (SPEC §2.6).
+LPIPS_WEIGHT = 0.1
+
+
+def foreground_weight(requested: float | None, data: TrainingImages) -> float:
+    if data.shapes:
+        return 4.0 if requested is None else requested
+    if requested is not None:
+        raise ValueError(f"--fg-weight applies to shapes scenes (it weights pixels off their background colour); "
+                         f"{data.spec} has no background to tell objects by")
+    return 1.0
+
+
+def perceptual_loss(choice: str, init: Path | None, say_when_missing: bool) -> LPIPS | None:
+    """LPIPS from the checkpoint ``--lpips`` names (or --init's under auto), else None,
+    said on stderr when ``say_when_missing``."""
+    import sys
+
+    if choice == "off":
+        return None
+    if choice != "auto":
+        return LPIPS.from_official_checkpoint(Path(choice))
+    if init is not None:
+        try:
+            return LPIPS.from_official_checkpoint(init)
+        except CheckpointError:
+            pass
+    if say_when_missing:
+        print("note: no LPIPS weights here (only an official AugVAE .ckpt carries them; pass --lpips CKPT): "
+              "the loss is L2 + commitment, not the official L2 + 0.1 LPIPS", file=sys.stderr)
+    return None
 
 
 @torch.no_grad()

@@ -1,0 +1,121 @@
+"""train-vae's images and its starting point.
+
+``TrainingImages`` draws batches from any data source at the model's resolution and holds
+the last images of a finite source out of training (shapes scenes keep their held-out
+seeds); ``initial_model`` builds the model a run starts from, including the official
+two-stage recipe: an SL model fine-tuned from an ML checkpoint (``--init``), which keeps
+the ML encoders, codebook and 1x1 convolutions, takes the ML's finest decoders renumbered,
+and adds the connectors, the only new weights (SPEC §2.5).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import torch
+
+from .. import images as image_io
+from ..augvae import AugVAE, AugVAEConfig
+from ..data import shapes
+from ..data.sources import ShapesSource, from_spec
+from ..errors import CheckpointError, ImageError, first_line
+
+log = logging.getLogger("lverse.train")
+
+HELD_OUT_DEFAULT = 64
+
+
+class TrainingImages:
+    def __init__(self, spec: str, size: int, held_out: int | None):
+        self.spec, self.size = spec, size
+        self.source = from_spec(spec, size)
+        self.shapes = isinstance(self.source, ShapesSource)
+        count = self.source.image_count()
+        if self.shapes:
+            self.held_out = HELD_OUT_DEFAULT if held_out is None else held_out
+        elif held_out is None:
+            self.held_out = min(HELD_OUT_DEFAULT, count // 10)
+        elif held_out >= count:
+            raise ValueError(f"--held-out {held_out} leaves nothing to train on: {spec} has {count} images")
+        else:
+            self.held_out = held_out
+        self.train_count = count if self.shapes else count - self.held_out
+        self.skipped = 0
+
+    def batch(self, rng: torch.Generator, batch_size: int) -> torch.Tensor:
+        """(B, 3, size, size) in [-1, 1]; an unreadable image is replaced by the next one."""
+        indices = torch.randint(0, self.train_count, (batch_size,), generator=rng).tolist()
+        if self.shapes:
+            return image_io.load([shapes.scene(i, size=self.size)[0] for i in indices], size=self.size)
+        return torch.cat([self._readable(i) for i in indices])
+
+    def _readable(self, index: int) -> torch.Tensor:
+        for attempt in range(self.train_count):
+            image, _, name = self.source.image_entry((index + attempt) % self.train_count)
+            try:
+                return image_io.load(image, size=self.size)
+            except (ImageError, OSError) as err:
+                self.skipped += 1
+                log.warning("skipping unreadable image %s (%d so far): %s", name, self.skipped, first_line(err))
+        raise ImageError(f"no readable image among the {self.train_count} training images of {self.spec}")
+
+    def held_out_images(self) -> torch.Tensor:
+        if self.shapes:
+            return image_io.load([shapes.scene(shapes.HELD_OUT_SEED + i, size=self.size)[0]
+                                  for i in range(self.held_out)], size=self.size)
+        picked = []
+        for i in range(self.train_count, self.train_count + self.held_out):
+            image, _, name = self.source.image_entry(i)
+            try:
+                picked.append(image_io.load(image, size=self.size))
+            except (ImageError, OSError) as err:
+                log.warning("held-out image %s is unreadable: %s", name, first_line(err))
+        return torch.cat(picked) if picked else torch.empty(0, 3, self.size, self.size)
+
+
+def initial_model(config: AugVAEConfig | None, init, default: AugVAEConfig) -> AugVAE:
+    """A fresh model, or one started from checkpoint ``init``: the same architecture loads
+    as it is; an SL config (default: the ML's with ``single_level=1``) from an ML
+    checkpoint is the official fine-tuning."""
+    if init is None:
+        return AugVAE(config or default)
+    start = AugVAE.from_checkpoint(init)
+    if config is None:
+        config = (dataclasses.replace(start.config, single_level=1) if start.config.single_level is None
+                  else start.config)
+    if config == start.config:
+        return start
+    if start.config.single_level is not None or config.single_level is None:
+        raise ValueError(f"--init {init}: an {'SL' if start.config.single_level is not None else 'ML'} checkpoint "
+                         f"cannot start a model of another architecture ({_differences(config, start.config)}); "
+                         "--init takes the same architecture, or an ML checkpoint for an SL config")
+    if dataclasses.replace(config, single_level=None) != start.config:
+        raise ValueError(f"--init {init}: the SL config must be the ML checkpoint's with single_level set; "
+                         f"it differs in {_differences(dataclasses.replace(config, single_level=None), start.config)}")
+    return fine_tune_from(start, config)
+
+
+def fine_tune_from(ml: AugVAE, config: AugVAEConfig) -> AugVAE:
+    """An SL model holding ``ml``'s weights where SL keeps them; connectors as initialised."""
+    sl = AugVAE(config)
+    first_decoder = config.levels - 1 - config.single_level
+    ml_state, state = ml.state_dict(), sl.state_dict()
+    for key in state:
+        if key.startswith("connectors."):
+            continue
+        source = key
+        if key.startswith("decoders."):
+            number, rest = key[len("decoders."):].split(".", 1)
+            source = f"decoders.{int(number) + first_decoder}.{rest}"
+        if source not in ml_state or ml_state[source].shape != state[key].shape:
+            raise CheckpointError(f"the ML checkpoint has no {source} of shape {tuple(state[key].shape)} "
+                                  f"for SL's {key}")
+        state[key] = ml_state[source]
+    sl.load_state_dict(state)
+    return sl
+
+
+def _differences(a: AugVAEConfig, b: AugVAEConfig) -> str:
+    ours, theirs = a.to_dict(), b.to_dict()
+    return ", ".join(f"{k}={ours[k]!r} (checkpoint: {theirs[k]!r})" for k in ours if ours[k] != theirs[k])
