@@ -206,3 +206,19 @@ def test_reencode_needs_trip_codes(codes_dir, tmp_path, vae_file, capsys):
     assert main(["train-biart", "--data", f"codes:{codes_dir}", "--vae", str(vae_file), "--out", str(tmp_path / "m"),
                  "--steps", "1", "--reencode", "0.5", *map(str, BIART)]) == 1
     assert f"which the shards in {codes_dir} lack: tokenize with --trip" in capsys.readouterr().err
+
+
+def test_held_out_images_are_left_out_with_all_their_captions(tmp_path):
+    from lverse.data.sources import CaptionFolderSource, split_held_out
+
+    source = CaptionFolderSource(caption_folder(tmp_path / "pairs", 8), size=32)
+    train, held = split_held_out(source, 3)
+    assert held == [5, 6, 7] and len(train) == 2 * 5
+    held_paths = {source.image_entry(i)[0] for i in held}
+    assert held_paths == {tmp_path / "pairs" / f"img{i:02d}.png" for i in (5, 6, 7)}
+    assert not any(source.pairs[i][0] in held_paths for i in train)
+
+
+def test_eval_on_own_data_needs_a_finite_source(capsys):
+    assert main(["eval", "--data", "shapes", "--no-fid"]) == 1
+    assert "eval --data needs a finite data source" in capsys.readouterr().err

@@ -195,6 +195,18 @@ class FakeSource(Source):
     procedural = True
 
 
+def split_held_out(source: Source, held_out: int) -> tuple[list[int], list[int]]:
+    """(pair indices to train on, image indices held out): the last ``held_out`` distinct
+    images are held out with all their captions, as ``tokenize`` orders them, so training
+    (on the fly or from codes) and ``eval --data`` agree on which images are unseen."""
+    images = source.image_count()
+    held = list(range(images - held_out, images))
+    if isinstance(source, PairsSource):
+        held_paths = {source.image_entry(i)[0] for i in held}
+        return [i for i, (path, _) in enumerate(source.pairs) if path not in held_paths], held
+    return list(range(len(source) - held_out)), held
+
+
 def from_spec(spec: str, size: int) -> Source:
     """``shapes``, ``fake``, ``folder:DIR``, ``captions:DIR`` or ``coco:ANNOTATIONS.json:IMAGE_DIR``."""
     kind, _, rest = spec.partition(":")

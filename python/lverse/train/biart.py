@@ -191,12 +191,7 @@ def train(args) -> tuple[BiART, list[float]]:
     trained = model
     if world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model)
-    decay = [p for n, p in trained.named_parameters() if n.endswith("weight") and p.dim() == 2
-             and "emb" not in n]
-    no_decay = [p for n, p in trained.named_parameters() if not (n.endswith("weight") and p.dim() == 2
-                                                                 and "emb" not in n)]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
+    optimizer = make_optimizer(trained, args.lr)
     start = load_train_state(state_path, optimizer)["step"] if args.resume and state_path.exists() else 0
     note_if_already_done(start, args.steps, args.out, rank)
     if rank == 0:
@@ -210,20 +205,10 @@ def train(args) -> tuple[BiART, list[float]]:
     for step in progress:
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, args.steps, args.lr, args.warmup)
-        image_ids, to_image, captions = pairs.batch(args.batch_size, g, device)
-        text = layout.encode_captions(tokenizer, captions).to(device)
-        idx, seg, targets = sequences(layout, text, image_ids, to_image)
-        with autocast(device, args.amp):
-            logits = model(idx[:, :-1], seg[:, :-1])
-            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets[:, 1:].reshape(-1))
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
-        scaler.step(optimizer)
-        scaler.update()
-        tokens_seen += idx.numel() * world
-        losses.append(loss.item())
+        loss, tokens = train_step(model, trained, optimizer, scaler, pairs.batch(args.batch_size, g, device),
+                                  layout, tokenizer, args.amp)
+        tokens_seen += tokens * world
+        losses.append(loss)
         done = step + 1
         if rank == 0:
             progress.set_postfix(loss=f"{losses[-1]:.4f}", tok_s=f"{tokens_seen / (time.time() - t0):.0f}")
@@ -236,6 +221,37 @@ def train(args) -> tuple[BiART, list[float]]:
     if skipped and rank == 0:
         print(f"skipped {skipped} unreadable image(s)")
     return trained, losses
+
+
+def make_optimizer(model: BiART, lr: float) -> torch.optim.AdamW:
+    """AdamW as minGPT: weight decay on the matrices of linear layers only."""
+    def decays(name: str, p) -> bool:
+        return name.endswith("weight") and p.dim() == 2 and "emb" not in name
+
+    named = list(model.named_parameters())
+    return torch.optim.AdamW([{"params": [p for n, p in named if decays(n, p)], "weight_decay": 0.1},
+                              {"params": [p for n, p in named if not decays(n, p)], "weight_decay": 0.0}],
+                             lr=lr, betas=(0.9, 0.95))
+
+
+def train_step(model, trained: BiART, optimizer, scaler, batch, layout: TokenLayout, tokenizer,
+               amp: str | None) -> tuple[float, int]:
+    """One optimizer step on ``batch`` (codes, to_image, captions) from a pair source;
+    returns the loss and the tokens the step read. ``model`` may be ``trained`` wrapped in DDP."""
+    image_ids, to_image, captions = batch
+    device = image_ids.device
+    text = layout.encode_captions(tokenizer, captions).to(device)
+    idx, seg, targets = sequences(layout, text, image_ids, to_image)
+    with autocast(device, amp):
+        logits = model(idx[:, :-1], seg[:, :-1])
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets[:, 1:].reshape(-1))
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.item(), idx.numel()
 
 
 @torch.no_grad()
@@ -255,5 +271,5 @@ def _sample_captions(model: BiART, layout: TokenLayout, tokenizer, pairs, step: 
     hits = [guess in refs for guess, refs in zip(predicted, references, strict=True)]
     lines = [f"step {step}: {sum(hits)}/{len(hits)} held-out images captioned exactly (greedy):"]
     for guess, refs, hit in list(zip(predicted, references, hits, strict=True))[:shown]:
-        lines.append(f"  {'ok' if hit else 'no'}  {guess!r}  (true: {refs[0]!r})")
+        lines.append(f"  {'ok' if hit else 'no'}  {guess!r}  (true: {refs[0] if refs else None!r})")
     return "\n".join(lines)

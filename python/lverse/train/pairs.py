@@ -17,7 +17,7 @@ from .. import images
 from ..augvae import AugVAE
 from ..data import shapes
 from ..data.codes import read_codes, require_same_augvae
-from ..data.sources import ShapesSource, from_spec
+from ..data.sources import ShapesSource, from_spec, split_held_out
 
 HELD_OUT_DEFAULT = 64
 
@@ -81,18 +81,25 @@ class EncodedPairs:
         if using_default_vae and spec.split(":")[0] in ("folder", "captions", "coco"):
             print(f"note: the shipped AugVAE reads {vae.config.resolution} px images: every image of {spec} is "
                   "resized to that; pass --vae for another resolution", file=sys.stderr)
-        self.held_out = 0 if self.shapes else held_out_count(held_out, len(self.source), spec)
-        self.train_count = len(self.source) - self.held_out
+        self.held_out = 0 if self.shapes else held_out_count(held_out, self.source.image_count(), spec)
+        if self.shapes:
+            self.train_pairs, self.held_images = None, []
+        else:
+            self.train_pairs, self.held_images = split_held_out(self.source, self.held_out)
+        self.train_count = len(self.source) if self.shapes else len(self.train_pairs)
+
+    def _pair(self, k: int) -> int:
+        return k if self.train_pairs is None else self.train_pairs[k]
 
     def captions_for_tokenizer(self, limit: int, generator: torch.Generator) -> list[str]:
         picks = torch.randint(0, self.train_count, (min(self.train_count, limit),), generator=generator).tolist()
-        return [c for c in (self.source.item(i)[1] for i in picks) if c]
+        return [c for c in (self.source.item(self._pair(i))[1] for i in picks) if c]
 
     @torch.no_grad()
     def batch(self, size: int, generator: torch.Generator, device) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         """As :meth:`CodePairs.batch`."""
         indices = torch.randint(0, self.train_count, (size,), generator=generator).tolist()
-        pictures, captions = self.source.batch(indices)
+        pictures, captions = self.source.batch([self._pair(i) for i in indices])
         codes = self.vae.encode(pictures.to(device))
         to_image, trip = directions(size, self.reencode, generator)
         trip = trip.to(codes.device)
@@ -105,13 +112,14 @@ class EncodedPairs:
         size = self.vae.config.resolution
         if self.shapes:
             scenes = [shapes.scene(shapes.HELD_OUT_SEED + i, size=size) for i in range(count)]
+            pictures, references = [image for image, _ in scenes], [[caption] for _, caption in scenes]
         else:
-            first = self.train_count
-            scenes = [self.source.item(i) for i in range(first, first + min(count, self.held_out))]
-        if not scenes:
+            entries = [self.source.image_entry(i) for i in self.held_images[:count]]
+            pictures, references = [image for image, _, _ in entries], [captions for _, captions, _ in entries]
+        if not pictures:
             return torch.empty(0, self.vae.tokens_per_image, dtype=torch.long), []
-        codes = self.vae.encode(images.load([image for image, _ in scenes], size=size).to(self.vae_device))
-        return codes, [[caption] for _, caption in scenes]
+        codes = self.vae.encode(images.load(pictures, size=size).to(self.vae_device))
+        return codes, references
 
     @property
     def vae_device(self) -> torch.device:
