@@ -420,14 +420,17 @@ OUTPUT_TYPES = ("pil", "pt", "np")
 MODEL_DIR_FORMAT = "lverse model directory, version 1"
 
 
-def save_model_dir(path: str | os.PathLike, vae: AugVAE, biart: BiART, metadata: dict | None = None) -> None:
+def save_model_dir(path: str | os.PathLike, vae: AugVAE, biart: BiART, metadata: dict | None = None,
+                   write_augvae: bool = True) -> None:
     """Writes a model directory: ``augvae.safetensors``, ``biart.safetensors`` (which
     carries the token layout and tokenizer, and ``metadata``), ``tokenizer.json`` (a copy,
     for reuse with ``train-biart --tokenizer``) and ``lverse.json`` (what the two are).
-    Leaves the modules' train/eval mode alone, so a training loop can call it."""
+    Leaves the modules' train/eval mode alone, so a training loop can call it (and skip
+    rewriting its frozen AugVAE, 450 MB at official size, with ``write_augvae=False``)."""
     directory = Path(os.fspath(path))
     directory.mkdir(parents=True, exist_ok=True)
-    vae.save(directory / "augvae.safetensors")
+    if write_augvae:
+        vae.save(directory / "augvae.safetensors")
     biart.save(directory / "biart.safetensors", metadata={**biart.metadata, **(metadata or {})})
     (directory / "tokenizer.json").write_text(biart.tokenizer.to_json(), encoding="utf-8")
     (directory / "lverse.json").write_text(json.dumps(describe_model(vae, biart), indent=2) + "\n")

@@ -201,7 +201,7 @@ def train(args) -> tuple[BiART, list[float]]:
                     disable=rank != 0 or not progress_enabled())
     t0, tokens_seen, losses = time.time(), 0, []
     scaler = grad_scaler(device, args.amp)
-    metadata = {"data": args.data, "words": words}
+    metadata, vae_written = {"data": args.data, "words": words}, False
     for step in progress:
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, args.steps, args.lr, args.warmup)
@@ -213,7 +213,9 @@ def train(args) -> tuple[BiART, list[float]]:
         if rank == 0:
             progress.set_postfix(loss=f"{losses[-1]:.4f}", tok_s=f"{tokens_seen / (time.time() - t0):.0f}")
             if done % args.checkpoint_every == 0 or done == args.steps:
-                save_model_dir(args.out, vae, trained, {**metadata, "step": done})
+                # The AugVAE is frozen: written once per run.
+                save_model_dir(args.out, vae, trained, {**metadata, "step": done}, write_augvae=not vae_written)
+                vae_written = True
                 save_train_state(state_path, done, optimizer)
             if done % args.sample_every == 0 or done == args.steps:
                 progress.write(_sample_captions(trained, layout, tokenizer, pairs, done))
