@@ -222,3 +222,52 @@ def test_held_out_images_are_left_out_with_all_their_captions(tmp_path):
 def test_eval_on_own_data_needs_a_finite_source(capsys):
     assert main(["eval", "--data", "shapes", "--no-fid"]) == 1
     assert "eval --data needs a finite data source" in capsys.readouterr().err
+
+
+def test_eval_scores_what_training_held_out_and_refuses_more(tmp_path, vae_file, capsys):
+    from lverse.evaluation import held_out_split
+
+    root = caption_folder(tmp_path / "pairs", 30, broken={3})
+    spec = f"captions:{root}"
+    assert tokenize("--data", spec, "--vae", vae_file, "-o", tmp_path / "codes") == 0
+    out = tmp_path / "model"
+    assert main(["train-biart", "--data", f"codes:{tmp_path / 'codes'}", "--vae", str(vae_file), "--out", str(out),
+                 "--steps", "1", *map(str, BIART)]) == 0
+    model = lverse.load(out)
+    # Held out by source image (30 of them, one unreadable): the last 3, as eval counts them.
+    assert model.biart.metadata["held_out"] == {"data": spec, "images": 3, "of": 30}
+    assert held_out_split(model, spec, None) == (3, 30)
+    assert held_out_split(model, "captions:elsewhere", None) == (64, None)
+    capsys.readouterr()
+    assert main(["eval", "--model", str(out), "--data", spec, "--held-out", "4", "--no-fid"]) == 1
+    assert "the model held out only the last 3 of the first 30 images" in capsys.readouterr().err
+
+
+def test_an_unreadable_training_image_is_replaced_from_the_training_pairs_only(tmp_path):
+    from lverse.data.sources import CaptionFolderSource, split_held_out
+
+    source = CaptionFolderSource(caption_folder(tmp_path / "pairs", 6, broken={4}), size=32)
+    train, held = split_held_out(source, 1)  # image 5 held out; image 4, the last trained on, is broken
+    _, captions = source.batch([len(train) - 1], pool=train)
+    assert captions == ["picture 0"]  # wrapped round the training pairs, not into image 5's
+
+
+def test_resuming_after_the_file_list_changed_is_refused(tmp_path, vae_file, capsys):
+    root = caption_folder(tmp_path / "pairs", 4)
+    assert tokenize("--data", f"captions:{root}", "--vae", vae_file, "-o", tmp_path / "codes") == 0
+    (root / "img01.png").rename(root / "img09.png")
+    (root / "img01.txt").rename(root / "img09.txt")
+    assert tokenize("--data", f"captions:{root}", "--vae", vae_file, "-o", tmp_path / "codes") == 1
+    assert "was started with other settings: listing_sha256" in capsys.readouterr().err
+
+
+def test_resume_refuses_weights_and_state_of_different_steps(tmp_path, vae_file, codes_dir, capsys):
+    out = tmp_path / "model"
+    common = ["train-biart", "--data", f"codes:{codes_dir}", "--vae", str(vae_file), "--out", str(out),
+              "--checkpoint-every", "1", *map(str, BIART)]
+    assert main([*common, "--steps", "2"]) == 0
+    model = lverse.BiART.from_checkpoint(out / "biart.safetensors")
+    model.save(out / "biart.safetensors", metadata={**model.metadata, "step": 1})  # as if killed in between
+    capsys.readouterr()
+    assert main([*common, "--steps", "3", "--resume"]) == 1
+    assert "biart.safetensors is at step 1, train_state.pt at step 2" in capsys.readouterr().err

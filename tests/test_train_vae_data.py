@@ -134,10 +134,18 @@ def test_lpips_loads_from_an_official_checkpoint_and_matches_a_reference(officia
     assert torch.equal(lpips(x, y).flatten(), ours)  # no dropout in train mode: fixed heads
 
 
-def test_train_vae_uses_lpips_from_a_checkpoint(tmp_path, official_lpips, capsys):
-    path, _ = official_lpips
+def test_train_vae_uses_lpips_from_a_checkpoint(tmp_path, official_lpips, monkeypatch):
+    path, weights = official_lpips
+    calls = []
+    original = LPIPS.forward
+
+    def counted(self, x, y):
+        calls.append(torch.equal(self.lin0.model[1].weight, weights["lin0.model.1.weight"]))
+        return original(self, x, y)
+
+    monkeypatch.setattr(LPIPS, "forward", counted)
     assert train_vae("--data", "fake", "--config", CONFIG, "--lpips", path, "--out", tmp_path / "run") == 0
-    assert "no LPIPS weights" not in capsys.readouterr().err
+    assert calls == [True, True]  # once per step (2), with the checkpoint's heads
 
 
 def test_a_file_without_lpips_weights_is_named(tmp_path, capsys):

@@ -362,7 +362,10 @@ def save_safetensors(path, kind: str, config: dict, tensors: dict, specs,
     if extra:
         metadata[EXTRA_KEY] = json.dumps(extra)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path), metadata=metadata)
+    # A temporary name, then a rename: a run killed mid-write leaves the previous file whole.
+    tmp = Path(path).with_name(Path(path).name + ".tmp")
+    save_file(state, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
 
 
 def _count_indexed(state: dict, prefix: str) -> int:

@@ -27,15 +27,31 @@ from .pipeline import LVerse
 log = logging.getLogger("lverse.eval")
 
 
-def held_out_pairs(spec: str, size: int, count: int) -> tuple[torch.Tensor, list[list[str]], list[str]]:
+def held_out_split(model: LVerse, spec: str, requested: int | None) -> tuple[int, int | None]:
+    """(images to score, of the first how many images of ``spec``): what the model's training
+    held out (recorded in its metadata as ``held_out``) when it trained on ``spec``; a larger
+    request would score images it trained on, and is refused."""
+    record = model.biart.metadata.get("held_out")
+    if not isinstance(record, dict) or record.get("data") != spec:
+        return (64 if requested is None else requested), None
+    held, of = int(record["images"]), int(record["of"])
+    if requested is not None and requested > held:
+        raise ValueError(f"--held-out {requested}: the model held out only the last {held} of the first {of} images "
+                         f"of {spec} from training; scoring more would score images it trained on")
+    return (held if requested is None else requested), of
+
+
+def held_out_pairs(spec: str, size: int, count: int,
+                   of: int | None = None) -> tuple[torch.Tensor, list[list[str]], list[str]]:
     """(images (N, 3, size, size) in [-1, 1], their reference captions, their names) of the
-    last ``count`` readable distinct images of ``spec``."""
+    last ``count`` of the first ``of`` (default: all) distinct images of ``spec``; unreadable
+    ones are left out."""
     source = from_spec(spec, size)
     if source.procedural:
         raise ValueError(f"eval --data needs a finite data source (captions:DIR, coco:JSON:IMAGE_DIR, folder:DIR); "
                          f"{spec!r} has no held-out end (for shapes scenes, run eval without --data)")
-    total = source.image_count()
-    _, held = split_held_out(source, min(count, total))
+    total = source.image_count() if of is None else min(of, source.image_count())
+    _, held = split_held_out(source, min(count, total), images=total)
     pictures, references, names = [], [], []
     for index in held:
         image, captions, name = source.image_entry(index)
@@ -52,13 +68,15 @@ def held_out_pairs(spec: str, size: int, count: int) -> tuple[torch.Tensor, list
 
 
 @torch.inference_mode()
-def evaluate_on_data(model: LVerse, spec: str, *, held_out: int = 64, blur=(0,), candidates: int = 8,
+def evaluate_on_data(model: LVerse, spec: str, *, held_out: int | None = None, blur=(0,), candidates: int = 8,
                      caption_candidates: int = 16, seed: int = 0, fid: bool = True, meteor: bool | None = None,
                      batch_size: int = 16) -> dict:
     """The measures above, as one JSON-able dict (a measure that cannot be taken is None,
-    with the reason under ``<name>_unavailable``)."""
+    with the reason under ``<name>_unavailable``). ``held_out`` defaults to what the model's
+    training held out of ``spec`` (64 when it did not train on ``spec``)."""
     size = model.vae.config.resolution
-    x, references, names = held_out_pairs(spec, size, held_out)
+    count, of = held_out_split(model, spec, held_out)
+    x, references, names = held_out_pairs(spec, size, count, of)
     device = model.device
     recon = torch.cat([model.vae.decode(model.vae.encode(b.to(device))).cpu() for b in x.split(batch_size)])
     result: dict = {"data": spec, "held_out_images": len(x), "augvae_psnr_db": image_io.psnr(x, recon).mean().item()}

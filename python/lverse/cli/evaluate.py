@@ -35,8 +35,9 @@ def register(sub):
     own = p.add_argument_group("on your own data (--data)")
     own.add_argument("--data", default=None,
                      help="captions:DIR, coco:JSON:IMAGE_DIR or folder:DIR: score the model on its held-out images")
-    own.add_argument("--held-out", type=positive_int, default=64,
-                     help="the last images of --data to score, as train-biart --held-out left them out (default 64)")
+    own.add_argument("--held-out", type=positive_int, default=None,
+                     help="the last images of --data to score (default: those the model's training held out of "
+                          "--data, else 64; more than training held out is refused)")
     own.add_argument("--blur", type=blur_radii, default=(0,), metavar="RADII",
                      help="blur radii for FID of generated images, e.g. 0,1,2,4,8 (default: 0, plain FID)")
     own.add_argument("--no-fid", action="store_true", help="skip FID and rFID (the Inception is slow on CPU)")

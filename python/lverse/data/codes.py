@@ -91,9 +91,14 @@ def read_manifest(directory: Path) -> dict:
         raise ValueError(f"{path} is not valid JSON ({err}); tokenize again into a new directory") from err
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ValueError(f"{path} is not an lverse code manifest (expected format {FORMAT!r})")
-    for key in ("augvae", "weights_sha256", "image_size", "codes_per_image", "codebook", "shards", "complete"):
+    for key in ("data", "augvae", "weights_sha256", "image_size", "codes_per_image", "codebook", "entries", "items",
+                "shards", "complete"):
         if key not in manifest:
             raise ValueError(f"{path} lacks {key!r}: not a manifest lverse can read")
+    shards = manifest["shards"]
+    keys = ("file", "first", "last", "items", "sha256")
+    if not isinstance(shards, list) or not all(isinstance(s, dict) and all(k in s for k in keys) for s in shards):
+        raise ValueError(f"{path}: its shards list is malformed (each shard needs {', '.join(keys)})")
     return manifest
 
 
@@ -160,10 +165,15 @@ def _read_shard(directory: Path, shard: dict, manifest: dict, verify: bool):
         raise ValueError(f"{path} does not match {directory / MANIFEST}: expected {expected}, got {got}")
     if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= manifest["codebook"]):
         raise ValueError(f"{path} holds codes outside [0, {manifest['codebook']}): not codes of this manifest's AugVAE")
+    entry = tensors.get("entry")
+    if entry is None or entry.shape != (items,) or (items and not (
+            shard["first"] <= int(entry.min()) and int(entry.max()) <= shard["last"])):
+        raise ValueError(f"{path}: its entry indices do not lie in [{shard['first']}, {shard['last']}] as "
+                         f"{directory / MANIFEST} lists them")
     trip = tensors.get("trip_codes")
     if trip is not None and trip.shape != codes.shape:
         raise ValueError(f"{path}: trip_codes has shape {tuple(trip.shape)}, expected {tuple(codes.shape)}")
-    return codes, trip, captions, names, tensors["entry"]
+    return codes, trip, captions, names, entry
 
 
 def require_same_augvae(manifest: dict, directory, vae, vae_name: str) -> None:

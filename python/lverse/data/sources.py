@@ -49,13 +49,16 @@ class Source:
         name = str(image) if isinstance(image, Path) else f"{type(self).__name__}[{index}]"
         return image, [caption] if caption else [], name
 
-    def batch(self, indices) -> tuple[torch.Tensor, list[str | None]]:
+    def batch(self, indices, pool: list[int] | None = None) -> tuple[torch.Tensor, list[str | None]]:
         """Images (B, 3, size, size) in [-1, 1] and captions; unreadable images are
-        replaced by the next readable entry and counted."""
+        replaced by the next readable entry and counted. With ``pool``, ``indices`` are
+        positions in it and replacements come from it too (so that held-out pairs stay out)."""
         tensors, captions = [], []
+        count = len(self) if pool is None else len(pool)
         for index in indices:
-            for attempt in range(len(self)):
-                image, caption = self.item((index + attempt) % len(self))
+            for attempt in range(count):
+                position = (index + attempt) % count
+                image, caption = self.item(position if pool is None else pool[position])
                 try:
                     tensors.append(image_io.load(image, size=self.size))
                     captions.append(caption)
@@ -195,16 +198,18 @@ class FakeSource(Source):
     procedural = True
 
 
-def split_held_out(source: Source, held_out: int) -> tuple[list[int], list[int]]:
-    """(pair indices to train on, image indices held out): the last ``held_out`` distinct
-    images are held out with all their captions, as ``tokenize`` orders them, so training
-    (on the fly or from codes) and ``eval --data`` agree on which images are unseen."""
-    images = source.image_count()
+def split_held_out(source: Source, held_out: int, images: int | None = None) -> tuple[list[int], list[int]]:
+    """(pair indices to train on, image indices held out): the last ``held_out`` of the
+    first ``images`` (default: all) distinct images are held out with all their captions,
+    as ``tokenize`` orders them, so training (on the fly or from codes) and ``eval --data``
+    agree on which images are unseen."""
+    images = source.image_count() if images is None else images
     held = list(range(images - held_out, images))
     if isinstance(source, PairsSource):
         held_paths = {source.image_entry(i)[0] for i in held}
-        return [i for i, (path, _) in enumerate(source.pairs) if path not in held_paths], held
-    return list(range(len(source) - held_out)), held
+        kept = {source.image_entry(i)[0] for i in range(images - held_out)}
+        return [i for i, (path, _) in enumerate(source.pairs) if path in kept and path not in held_paths], held
+    return list(range(images - held_out)), held
 
 
 def from_spec(spec: str, size: int) -> Source:

@@ -37,7 +37,7 @@ from .sources import Source
 log = logging.getLogger("lverse.data")
 
 # The settings a resumed run must share with the run that started the directory.
-SAME_SETTINGS = ("data", "weights_sha256", "image_size", "trip", "entries", "shard_size")
+SAME_SETTINGS = ("data", "weights_sha256", "image_size", "trip", "entries", "shard_size", "listing_sha256")
 
 
 def _load_batch(source: Source, indices: list[int], size: int):
@@ -73,6 +73,15 @@ def _encode(vae: AugVAE, pixels: torch.Tensor, device: torch.device, trip: bool)
     return codes.cpu(), trip_codes
 
 
+def _listing_hash(source: Source, total: int) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for i in range(total):
+        digest.update(source.image_entry(i)[2].encode() + b"\0")
+    return digest.hexdigest()
+
+
 def _start_manifest(out: Path, settings: dict) -> dict:
     if (out / MANIFEST).exists():
         manifest = read_manifest(out)
@@ -101,7 +110,9 @@ def tokenize(source: Source, vae: AugVAE, out: Path, *, data: str, count: int | 
     settings = {"data": data, "augvae": vae.config.to_dict(), "augvae_file": vae_file,
                 "weights_sha256": weights_hash(vae), "image_size": vae.config.resolution,
                 "codes_per_image": vae.tokens_per_image, "codebook": vae.config.num_tokens,
-                "trip": trip, "entries": total, "shard_size": shard_size}
+                "trip": trip, "entries": total, "shard_size": shard_size,
+                # A changed file list (same count) would shift every later entry on resume.
+                "listing_sha256": None if source.procedural else _listing_hash(source, total)}
     manifest = _start_manifest(out, settings)
     if manifest["complete"]:
         print(f"{out} is already complete ({manifest['items']} images in {len(manifest['shards'])} shards)")

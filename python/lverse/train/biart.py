@@ -18,6 +18,7 @@ from tqdm import tqdm
 from ..augvae import AugVAE
 from ..biart import BiART
 from ..cli._args import fraction, nonnegative_int, positive_float, positive_int
+from ..errors import CheckpointError
 from ..layout import TokenLayout
 from ..pipeline import save_model_dir
 from ..progress import progress_enabled
@@ -30,6 +31,7 @@ from .common import (
     init_distributed,
     load_train_state,
     note_if_already_done,
+    rank_device,
     save_train_state,
     seed_everything,
 )
@@ -172,7 +174,7 @@ def train(args) -> tuple[BiART, list[float]]:
     every step run."""
     rank, world = init_distributed()
     seed_everything(args.seed + rank)
-    device = torch.device(args.device)
+    device = rank_device(args.device, world)
     vae_path, vae_name = _vae_path(args)
     vae = AugVAE.from_checkpoint(vae_path, map_location=device)
     pairs = _pairs(args, vae, vae_name)
@@ -193,6 +195,10 @@ def train(args) -> tuple[BiART, list[float]]:
         model = torch.nn.parallel.DistributedDataParallel(model)
     optimizer = make_optimizer(trained, args.lr)
     start = load_train_state(state_path, optimizer)["step"] if args.resume and state_path.exists() else 0
+    saved_step = trained.metadata.get("step") if args.resume and model_path.exists() else None
+    if saved_step is not None and saved_step != start:
+        raise CheckpointError(f"cannot resume {args.out}: biart.safetensors is at step {saved_step}, train_state.pt "
+                              f"at step {start} (a run killed between writing the two); train into a new --out")
     note_if_already_done(start, args.steps, args.out, rank)
     if rank == 0:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -201,7 +207,11 @@ def train(args) -> tuple[BiART, list[float]]:
                     disable=rank != 0 or not progress_enabled())
     t0, tokens_seen, losses = time.time(), 0, []
     scaler = grad_scaler(device, args.amp)
-    metadata, vae_written = {"data": args.data, "words": words}, False
+    metadata = {"data": args.data, "words": words}
+    if pairs.source_images is not None:
+        # Which images eval --data must score to score unseen ones.
+        metadata["held_out"] = {"data": pairs.data_spec, "images": pairs.held_out, "of": pairs.source_images}
+    vae_written = vae_path == args.out / "augvae.safetensors"  # resuming: it is already there
     for step in progress:
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, args.steps, args.lr, args.warmup)

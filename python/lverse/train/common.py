@@ -32,6 +32,17 @@ def init_distributed() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
+def rank_device(name: str, world: int) -> torch.device:
+    """``--device`` for this rank: under torchrun, ``cuda`` means this rank's own GPU
+    (``LOCAL_RANK``), not cuda:0 for every rank (NCCL refuses two ranks on one GPU)."""
+    device = torch.device(name)
+    if world > 1 and device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
 def autocast(device: torch.device, amp: str | None):
     """Mixed precision for ``--amp bf16|fp16`` on CUDA; a no-op on CPU (bf16 ran about 50x
     slower than float32 on the 2-core development CPU)."""

@@ -9,6 +9,7 @@ held-out seeds.
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import torch
@@ -18,6 +19,9 @@ from ..augvae import AugVAE
 from ..data import shapes
 from ..data.codes import read_codes, require_same_augvae
 from ..data.sources import ShapesSource, from_spec, split_held_out
+from ..errors import ImageError, first_line
+
+log = logging.getLogger("lverse.train")
 
 HELD_OUT_DEFAULT = 64
 
@@ -45,8 +49,18 @@ class CodePairs:
             raise ValueError(f"--reencode {reencode} needs the codes after a trip through pixels, which the shards in "
                              f"{directory} lack: tokenize with --trip, or pass --reencode 0")
         self.reencode = (0.5 if self.data.trip_codes is not None else 0.0) if reencode is None else reencode
-        self.held_out = held_out_count(held_out, len(self.data), directory)
-        self.train_count = len(self.data) - self.held_out
+        # Held out by source entry, not by row, as eval --data counts them: the last images
+        # of the entries tokenized (rows of unreadable images are simply absent).
+        self.source_images = self.data.manifest["entries"]
+        self.held_out = held_out_count(held_out, self.source_images, directory)
+        self.data_spec = self.data.manifest["data"]
+        held = self.data.entries >= self.source_images - self.held_out
+        order = torch.cat([(~held).nonzero().flatten(), held.nonzero().flatten()])
+        if not torch.equal(order, torch.arange(len(order))):
+            raise ValueError(f"{directory}: the shards' entries are out of order; tokenize again")
+        self.train_count = int((~held).sum())
+        if self.train_count == 0:
+            raise ValueError(f"--held-out {self.held_out} leaves nothing to train on in {directory}")
 
     def captions_for_tokenizer(self, limit: int, generator: torch.Generator) -> list[str]:
         picks = torch.randint(0, self.train_count, (min(self.train_count, limit),), generator=generator).tolist()
@@ -66,7 +80,7 @@ class CodePairs:
         return codes.to(device), to_image.to(device), captions
 
     def held_out_pairs(self, count: int) -> tuple[torch.Tensor, list[list[str]]]:
-        rows = range(self.train_count, self.train_count + min(count, self.held_out))
+        rows = range(self.train_count, min(len(self.data), self.train_count + count))
         return self.data.codes[list(rows)], [self.data.captions[r] for r in rows]
 
 
@@ -87,6 +101,8 @@ class EncodedPairs:
         else:
             self.train_pairs, self.held_images = split_held_out(self.source, self.held_out)
         self.train_count = len(self.source) if self.shapes else len(self.train_pairs)
+        self.source_images = None if self.shapes else self.source.image_count()
+        self.data_spec = spec
 
     def _pair(self, k: int) -> int:
         return k if self.train_pairs is None else self.train_pairs[k]
@@ -99,7 +115,7 @@ class EncodedPairs:
     def batch(self, size: int, generator: torch.Generator, device) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         """As :meth:`CodePairs.batch`."""
         indices = torch.randint(0, self.train_count, (size,), generator=generator).tolist()
-        pictures, captions = self.source.batch([self._pair(i) for i in indices])
+        pictures, captions = self.source.batch(indices, pool=self.train_pairs)
         codes = self.vae.encode(pictures.to(device))
         to_image, trip = directions(size, self.reencode, generator)
         trip = trip.to(codes.device)
@@ -116,10 +132,16 @@ class EncodedPairs:
         else:
             entries = [self.source.image_entry(i) for i in self.held_images[:count]]
             pictures, references = [image for image, _, _ in entries], [captions for _, captions, _ in entries]
-        if not pictures:
+        readable, kept = [], []
+        for picture, refs in zip(pictures, references, strict=True):
+            try:  # an unreadable held-out image is left out of the samples, not fatal
+                readable.append(images.load(picture, size=size))
+                kept.append(refs)
+            except (ImageError, OSError) as err:
+                log.warning("held-out image %s is unreadable: %s", picture, first_line(err))
+        if not readable:
             return torch.empty(0, self.vae.tokens_per_image, dtype=torch.long), []
-        codes = self.vae.encode(images.load(pictures, size=size).to(self.vae_device))
-        return codes, references
+        return self.vae.encode(torch.cat(readable).to(self.vae_device)), kept
 
     @property
     def vae_device(self) -> torch.device:

@@ -31,6 +31,7 @@ from .common import (
     init_distributed,
     load_train_state,
     note_if_already_done,
+    rank_device,
     save_train_state,
     seed_everything,
 )
@@ -71,9 +72,11 @@ def restart_dead_codes(model: AugVAE, min_usage: float, generator: torch.Generat
     live = (usage >= min_usage).nonzero().flatten()
     if len(dead) == 0 or len(live) == 0:
         return 0
-    source = live[torch.multinomial(usage[live], len(dead), replacement=True, generator=generator)]
+    # Drawn on the CPU (the generator's device), whatever device the codebook is on.
+    picks = torch.multinomial(usage[live].cpu(), len(dead), replacement=True, generator=generator)
+    source = live[picks.to(live.device)]
     spread = embedding.weight[live].std(0, keepdim=True)
-    noise = torch.randn(len(dead), embedding.weight.shape[1], generator=generator) * 0.1 * spread
+    noise = torch.randn(len(dead), embedding.weight.shape[1], generator=generator).to(spread.device) * 0.1 * spread
     for d, s, n in zip(dead.tolist(), source.tolist(), noise, strict=True):
         usage[s] /= 2
         embedding.embed_avg[s] /= 2
@@ -164,7 +167,7 @@ def train(args) -> tuple[AugVAE, list[float]]:
     fg_weight = foreground_weight(args.fg_weight, data)
     # Shapes scenes train on weighted L2 by design; other images would want the official loss.
     perceptual = perceptual_loss(args.lpips, args.init, rank == 0 and not data.shapes)
-    device = torch.device(args.device)
+    device = rank_device(args.device, world)
     model = trained = model.to(device)
     if world > 1:
         # SL leaves the coarse levels' biases unused, as the official model does.
