@@ -3,10 +3,12 @@
 ``TrainingImages`` draws batches from any data source at the model's resolution and holds
 the last images of a finite source out of training (shapes scenes keep their held-out
 seeds). Training images get the evaluation transform (shorter side resized, center crop),
-not the official ``RandomResizedCrop(256, scale=(0.75, 1))`` augmentation (SPEC §2.6); ``initial_model`` builds the model a run starts from, including the official
-two-stage recipe: an SL model fine-tuned from an ML checkpoint (``--init``), which keeps
-the ML encoders, codebook and 1x1 convolutions, takes the ML's finest decoders renumbered,
-and adds the connectors, the only new weights (SPEC §2.5).
+not the official ``RandomResizedCrop(256, scale=(0.75, 1))`` augmentation (SPEC §2.6).
+
+``initial_model`` builds the model a run starts from, including the official two-stage
+recipe: an SL model fine-tuned from an ML checkpoint (``--init``), which keeps the ML
+encoders, codebook and 1x1 convolutions, takes the ML's finest decoders renumbered, and
+adds the connectors, the only new weights (SPEC §2.5).
 """
 
 from __future__ import annotations
