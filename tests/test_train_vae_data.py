@@ -5,6 +5,7 @@ checkpoint's perceptual-loss tensors."""
 import json
 
 import lverse
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -154,3 +155,27 @@ def test_a_file_without_lpips_weights_is_named(tmp_path, capsys):
     assert train_vae("--data", "fake", "--config", CONFIG, "--lpips", tmp_path / "mine.safetensors",
                      "--out", tmp_path / "run") == 1
     assert f"{tmp_path / 'mine.safetensors'} holds no LPIPS weights" in capsys.readouterr().err
+
+
+def test_training_crops_are_random_squares_of_three_quarters_to_all_of_the_area():
+    from lverse.train.vae_data import random_square_crop
+
+    image = Image.new("RGB", (200, 100))
+    rng = torch.Generator().manual_seed(0)
+    sides = []
+    for _ in range(200):
+        crop = random_square_crop(image, rng)
+        assert crop.size[0] == crop.size[1]
+        sides.append(crop.size[0])
+    # Area 75-100% of 200x100 gives sides of 122-141, which never fit a 100 px height: the
+    # largest centered square is taken, as torchvision does after ten misses.
+    assert set(sides) == {100}
+    square = Image.new("RGB", (100, 100))
+    sides = {random_square_crop(square, rng).size[0] for _ in range(200)}
+    assert min(sides) >= 87 and max(sides) == 100 and len(sides) > 5
+    ramp = Image.fromarray(np.arange(100 * 100 * 3, dtype=np.uint32).reshape(100, 100, 3).astype(np.uint8))
+
+    def crop(seed):
+        return random_square_crop(ramp, torch.Generator().manual_seed(seed)).tobytes()
+
+    assert crop(1) == crop(1) and crop(1) != crop(2)  # the run's generator decides, nothing else

@@ -105,6 +105,9 @@ def register(sub):
     p.add_argument("--held-out", type=nonnegative_int, default=None,
                    help="last images of the data kept out of training for PSNR and samples (default: up to 64, "
                         "at most a tenth; shapes: 64 held-out scenes)")
+    p.add_argument("--no-crop", action="store_true",
+                   help="train on center crops, not the official random 75-100%% square crops (not for shapes, "
+                        "whose scenes are drawn at the resolution)")
     p.add_argument("--steps", type=positive_int, default=4000, help="total steps, counting any already run")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--lr", type=positive_float, default=2e-3)
@@ -163,7 +166,7 @@ def train(args) -> tuple[AugVAE, list[float]]:
         refuse_changed_config(args.config, model.config, model_path)
     else:
         model = initial_model(args.config, args.init, AugVAEConfig(**SHAPES_CONFIG)).train()
-    data = TrainingImages(args.data, model.config.resolution, args.held_out)
+    data = TrainingImages(args.data, model.config.resolution, args.held_out, crop=not args.no_crop)
     fg_weight = foreground_weight(args.fg_weight, data)
     # Shapes scenes train on weighted L2 by design; other images would want the official loss.
     perceptual = perceptual_loss(args.lpips, args.init, rank == 0 and not data.shapes)

@@ -2,8 +2,11 @@
 
 ``TrainingImages`` draws batches from any data source at the model's resolution and holds
 the last images of a finite source out of training (shapes scenes keep their held-out
-seeds). Training images get the evaluation transform (shorter side resized, center crop),
-not the official ``RandomResizedCrop(256, scale=(0.75, 1))`` augmentation (SPEC §2.6).
+seeds). Training images get the official augmentation (SPEC §2.6), a random square crop of
+75% to 100% of the image's area resized to the model's resolution (``random_square_crop``,
+torchvision's ``RandomResizedCrop(size, scale=(0.75, 1), ratio=(1, 1))``), unless
+``crop=False``; held-out images get the evaluation transform (shorter side resized, center
+crop).
 
 ``initial_model`` builds the model a run starts from, including the official two-stage
 recipe: an SL model fine-tuned from an ML checkpoint (``--init``), which keeps the ML
@@ -16,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+import numpy as np
 import torch
 
 from .. import images as image_io
@@ -30,8 +34,8 @@ HELD_OUT_DEFAULT = 64
 
 
 class TrainingImages:
-    def __init__(self, spec: str, size: int, held_out: int | None):
-        self.spec, self.size = spec, size
+    def __init__(self, spec: str, size: int, held_out: int | None, crop: bool = True):
+        self.spec, self.size, self.crop = spec, size, crop
         self.source = from_spec(spec, size)
         self.shapes = isinstance(self.source, ShapesSource)
         count = self.source.image_count()
@@ -51,12 +55,14 @@ class TrainingImages:
         indices = torch.randint(0, self.train_count, (batch_size,), generator=rng).tolist()
         if self.shapes:
             return image_io.load([shapes.scene(i, size=self.size)[0] for i in indices], size=self.size)
-        return torch.cat([self._readable(i) for i in indices])
+        return torch.cat([self._readable(i, rng) for i in indices])
 
-    def _readable(self, index: int) -> torch.Tensor:
+    def _readable(self, index: int, rng: torch.Generator) -> torch.Tensor:
         for attempt in range(self.train_count):
             image, _, name = self.source.image_entry((index + attempt) % self.train_count)
             try:
+                if self.crop:
+                    image = random_square_crop(_as_pil(image), rng)
                 return image_io.load(image, size=self.size)
             except (ImageError, OSError) as err:
                 self.skipped += 1
@@ -75,6 +81,35 @@ class TrainingImages:
             except (ImageError, OSError) as err:
                 log.warning("held-out image %s is unreadable: %s", name, first_line(err))
         return torch.cat(picked) if picked else torch.empty(0, 3, self.size, self.size)
+
+
+def _as_pil(image):
+    from PIL import Image
+
+    if isinstance(image, Image.Image):
+        return image
+    if isinstance(image, np.ndarray):
+        return Image.fromarray(image)
+    with Image.open(image) as opened:  # a path; OSError (UnidentifiedImageError) when unreadable
+        opened.load()
+        return opened.copy()
+
+
+def random_square_crop(image, rng: torch.Generator, scale=(0.75, 1.0), tries: int = 10):
+    """A square crop of ``scale`` of the image's area at a random place, as torchvision's
+    ``RandomResizedCrop`` with ratio (1, 1): up to ``tries`` draws of an area that fits,
+    else the largest centered square."""
+    width, height = image.size
+    for _ in range(tries):
+        area = width * height * (scale[0] + (scale[1] - scale[0]) * torch.rand(1, generator=rng).item())
+        side = round(area ** 0.5)
+        if 0 < side <= min(width, height):
+            left = int(torch.randint(0, width - side + 1, (1,), generator=rng))
+            top = int(torch.randint(0, height - side + 1, (1,), generator=rng))
+            return image.crop((left, top, left + side, top + side))
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    return image.crop((left, top, left + side, top + side))
 
 
 def initial_model(config: AugVAEConfig | None, init, default: AugVAEConfig) -> AugVAE:
