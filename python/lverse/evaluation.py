@@ -20,8 +20,7 @@ import logging
 import torch
 
 from . import images as image_io
-from .data.sources import from_spec, split_held_out
-from .errors import ImageError, first_line
+from .data.sources import HELD_OUT_DEFAULT, from_spec, load_readable, split_held_out
 from .pipeline import LVerse
 
 log = logging.getLogger("lverse.eval")
@@ -33,7 +32,7 @@ def held_out_split(model: LVerse, spec: str, requested: int | None) -> tuple[int
     request would score images it trained on, and is refused."""
     record = model.biart.metadata.get("held_out")
     if not isinstance(record, dict) or record.get("data") != spec:
-        return (64 if requested is None else requested), None
+        return (HELD_OUT_DEFAULT if requested is None else requested), None
     held, of = int(record["images"]), int(record["of"])
     if requested is not None and requested > held:
         raise ValueError(f"--held-out {requested}: the model held out only the last {held} of the first {of} images "
@@ -52,19 +51,13 @@ def held_out_pairs(spec: str, size: int, count: int,
                          f"{spec!r} has no held-out end (for shapes scenes, run eval without --data)")
     total = source.image_count() if of is None else min(of, source.image_count())
     _, held = split_held_out(source, min(count, total), images=total)
-    pictures, references, names = [], [], []
-    for index in held:
-        image, captions, name = source.image_entry(index)
-        try:
-            pictures.append(image_io.load(image, size=size))
-        except (ImageError, OSError) as err:
-            log.warning("skipping unreadable held-out image %s: %s", name, first_line(err))
-            continue
-        references.append(captions)
-        names.append(name)
-    if not pictures:
+    entries = [source.image_entry(index) for index in held]
+    pixels, kept, unreadable = load_readable([image for image, _, _ in entries], size)
+    for position, reason in unreadable:
+        log.warning("skipping unreadable held-out image %s: %s", entries[position][2], reason)
+    if not kept:
         raise ValueError(f"none of the last {len(held)} images of {spec} is readable")
-    return torch.cat(pictures), references, names
+    return pixels, [entries[k][1] for k in kept], [entries[k][2] for k in kept]
 
 
 @torch.inference_mode()

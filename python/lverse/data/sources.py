@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .. import images as image_io
-from ..errors import ImageError
+from ..errors import ImageError, first_line
 from . import shapes
 
 log = logging.getLogger("lverse.data")
@@ -196,6 +196,37 @@ class FakeSource(Source):
         return pixels, " ".join(words)
 
     procedural = True
+
+
+# Held-out images by default: up to this many, and at most a tenth of the data.
+HELD_OUT_DEFAULT = 64
+
+
+def held_out_count(requested: int | None, available: int, what: str) -> int:
+    """The images kept out of training: as asked, or the default rule above."""
+    if requested is None:
+        return min(HELD_OUT_DEFAULT, available // 10)
+    if requested >= available:
+        raise ValueError(f"--held-out {requested} leaves nothing to train on: {what} has {available} images")
+    return requested
+
+
+def load_readable(images: list, size: int) -> tuple[torch.Tensor, list[int], list[tuple[int, str]]]:
+    """(pixels of the readable ``images``, their positions in the list, (position, reason) of
+    the unreadable ones). The list is decoded as one batch; only when that fails is each
+    image tried alone, to find which. An empty list gives an empty batch."""
+    try:
+        return image_io.load(images, size=size), list(range(len(images))), []
+    except (ValueError, OSError):  # ImageError is a ValueError
+        pass
+    tensors, kept, skipped = [], [], []
+    for position, image in enumerate(images):
+        try:
+            tensors.append(image_io.load(image, size=size))
+            kept.append(position)
+        except (ValueError, OSError) as err:
+            skipped.append((position, first_line(err)))
+    return (torch.cat(tensors) if tensors else torch.empty(0, 3, size, size)), kept, skipped
 
 
 def split_held_out(source: Source, held_out: int, images: int | None = None) -> tuple[list[int], list[int]]:

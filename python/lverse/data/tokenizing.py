@@ -19,7 +19,6 @@ from tqdm import tqdm
 
 from .. import images as image_io
 from ..augvae import AugVAE
-from ..errors import ImageError, first_line
 from ..progress import progress_enabled
 from .codes import (
     FORMAT,
@@ -32,7 +31,7 @@ from .codes import (
     write_json_atomically,
     write_shard,
 )
-from .sources import Source
+from .sources import Source, load_readable
 
 log = logging.getLogger("lverse.data")
 
@@ -43,21 +42,14 @@ SAME_SETTINGS = ("data", "weights_sha256", "image_size", "trip", "entries", "sha
 def _load_batch(source: Source, indices: list[int], size: int):
     """(pixels of the readable images, their entries, captions, names, skipped records)."""
     items = [source.image_entry(i) for i in indices]
-    try:
-        pixels = image_io.load([image for image, _, _ in items], size=size)
-        return pixels, indices, [c for _, c, _ in items], [n for _, _, n in items], []
-    except (ImageError, ValueError, OSError):
-        pass  # one bad file fails the whole batch: find which, one at a time
-    kept, tensors, skipped = [], [], []
-    for index, (image, captions, name) in zip(indices, items, strict=True):
-        try:
-            tensors.append(image_io.load(image, size=size))
-            kept.append((index, captions, name))
-        except (ImageError, ValueError, OSError) as err:
-            skipped.append({"entry": index, "name": name, "reason": first_line(err)})
-            log.warning("skipping unreadable image %s: %s", name, first_line(err))
-    pixels = torch.cat(tensors) if tensors else torch.empty(0, 3, size, size)
-    return pixels, [k[0] for k in kept], [k[1] for k in kept], [k[2] for k in kept], skipped
+    pixels, kept, unreadable = load_readable([image for image, _, _ in items], size)
+    skipped = []
+    for position, reason in unreadable:
+        name = items[position][2]
+        skipped.append({"entry": indices[position], "name": name, "reason": reason})
+        log.warning("skipping unreadable image %s: %s", name, reason)
+    return (pixels, [indices[k] for k in kept], [items[k][1] for k in kept], [items[k][2] for k in kept],
+            skipped)
 
 
 @torch.inference_mode()
@@ -66,11 +58,14 @@ def _encode(vae: AugVAE, pixels: torch.Tensor, device: torch.device, trip: bool)
         empty = torch.empty(0, vae.tokens_per_image, dtype=torch.long)
         return empty, (empty if trip else None)
     codes = vae.encode(pixels.to(device))
-    trip_codes = None
-    if trip:
-        # What captioning a generated picture reads: the codes after a trip through 8-bit pixels.
-        trip_codes = vae.encode(image_io.to_uint8(vae.decode(codes)).float() / 127.5 - 1).cpu()
-    return codes.cpu(), trip_codes
+    return codes.cpu(), (through_pixels(vae, codes).cpu() if trip else None)
+
+
+@torch.no_grad()
+def through_pixels(vae: AugVAE, ids: torch.Tensor) -> torch.Tensor:
+    """Codes -> 8-bit image -> codes: what a caption of a generated picture reads. The trip
+    is not the identity (nearby codes decode alike), so the captioner is trained on both."""
+    return vae.encode(image_io.to_uint8(vae.decode(ids)).float() / 127.5 - 1)
 
 
 def _listing_hash(source: Source, total: int) -> str:

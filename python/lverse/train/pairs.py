@@ -14,25 +14,13 @@ import sys
 
 import torch
 
-from .. import images
 from ..augvae import AugVAE
 from ..data import shapes
 from ..data.codes import read_codes, require_same_augvae
-from ..data.sources import ShapesSource, from_spec, split_held_out
-from ..errors import ImageError, first_line
+from ..data.sources import ShapesSource, from_spec, held_out_count, load_readable, split_held_out
+from ..data.tokenizing import through_pixels
 
 log = logging.getLogger("lverse.train")
-
-HELD_OUT_DEFAULT = 64
-
-
-def held_out_count(requested: int | None, available: int, what: str) -> int:
-    """The images kept out of training: as asked, or up to 64 and at most a tenth of the data."""
-    if requested is None:
-        return min(HELD_OUT_DEFAULT, available // 10)
-    if requested >= available:
-        raise ValueError(f"--held-out {requested} leaves nothing to train on: {what} has {available} images")
-    return requested
 
 
 class CodePairs:
@@ -132,16 +120,13 @@ class EncodedPairs:
         else:
             entries = [self.source.image_entry(i) for i in self.held_images[:count]]
             pictures, references = [image for image, _, _ in entries], [captions for _, captions, _ in entries]
-        readable, kept = [], []
-        for picture, refs in zip(pictures, references, strict=True):
-            try:  # an unreadable held-out image is left out of the samples, not fatal
-                readable.append(images.load(picture, size=size))
-                kept.append(refs)
-            except (ImageError, OSError) as err:
-                log.warning("held-out image %s is unreadable: %s", picture, first_line(err))
-        if not readable:
+        # An unreadable held-out image is left out of the samples, not fatal.
+        readable, kept, unreadable = load_readable(pictures, size)
+        for position, reason in unreadable:
+            log.warning("held-out image %s is unreadable: %s", pictures[position], reason)
+        if not kept:
             return torch.empty(0, self.vae.tokens_per_image, dtype=torch.long), []
-        return self.vae.encode(torch.cat(readable).to(self.vae_device)), kept
+        return self.vae.encode(readable.to(self.vae_device)), [references[k] for k in kept]
 
     @property
     def vae_device(self) -> torch.device:
@@ -154,9 +139,3 @@ def directions(size: int, reencode: float, generator: torch.Generator) -> tuple[
     to_image = torch.rand(size, generator=generator) < 0.5
     return to_image, ~to_image & (torch.rand(size, generator=generator) < reencode)
 
-
-@torch.no_grad()
-def through_pixels(vae: AugVAE, ids: torch.Tensor) -> torch.Tensor:
-    """Codes -> 8-bit image -> codes: what a caption of a generated picture reads. The trip
-    is not the identity (nearby codes decode alike), so the captioner is trained on both."""
-    return vae.encode(images.to_uint8(vae.decode(ids)).float() / 127.5 - 1)

@@ -36,7 +36,7 @@ from .common import (
     seed_everything,
 )
 from .lpips import LPIPS
-from .vae_data import TrainingImages, initial_model
+from .vae_data import TrainingImages, config_differences, initial_model
 
 # The default model's image tokenizer: 64 px scenes to an 8x8 grid of 512 codes (level 0 is
 # 16x16, the single level kept is level 1). A 16x16 grid reconstructs better but makes
@@ -143,9 +143,8 @@ def refuse_changed_config(config: AugVAEConfig | None, saved: AugVAEConfig, mode
     otherwise be ignored without a word."""
     if config is None or config == saved:
         return
-    ours, theirs = config.to_dict(), saved.to_dict()
-    changed = [f"{key}={ours[key]!r} (saved: {theirs[key]!r})" for key in ours if ours[key] != theirs[key]]
-    raise ValueError(f"--config differs from the model in {model_path}: {', '.join(changed)}; "
+    changed = config_differences(config, saved, "saved")
+    raise ValueError(f"--config differs from the model in {model_path}: {changed}; "
                      "drop --config to resume, or train into a new --out")
 
 

@@ -25,12 +25,10 @@ import torch
 from .. import images as image_io
 from ..augvae import AugVAE, AugVAEConfig
 from ..data import shapes
-from ..data.sources import ShapesSource, from_spec
+from ..data.sources import HELD_OUT_DEFAULT, ShapesSource, from_spec, held_out_count, load_readable
 from ..errors import CheckpointError, ImageError, first_line
 
 log = logging.getLogger("lverse.train")
-
-HELD_OUT_DEFAULT = 64
 
 
 class TrainingImages:
@@ -39,14 +37,10 @@ class TrainingImages:
         self.source = from_spec(spec, size)
         self.shapes = isinstance(self.source, ShapesSource)
         count = self.source.image_count()
-        if self.shapes:
+        if self.shapes:  # held-out seeds, apart from the training ones
             self.held_out = HELD_OUT_DEFAULT if held_out is None else held_out
-        elif held_out is None:
-            self.held_out = min(HELD_OUT_DEFAULT, count // 10)
-        elif held_out >= count:
-            raise ValueError(f"--held-out {held_out} leaves nothing to train on: {spec} has {count} images")
         else:
-            self.held_out = held_out
+            self.held_out = held_out_count(held_out, count, spec)
         self.train_count = count if self.shapes else count - self.held_out
         self.skipped = 0
 
@@ -73,14 +67,11 @@ class TrainingImages:
         if self.shapes:
             return image_io.load([shapes.scene(shapes.HELD_OUT_SEED + i, size=self.size)[0]
                                   for i in range(self.held_out)], size=self.size)
-        picked = []
-        for i in range(self.train_count, self.train_count + self.held_out):
-            image, _, name = self.source.image_entry(i)
-            try:
-                picked.append(image_io.load(image, size=self.size))
-            except (ImageError, OSError) as err:
-                log.warning("held-out image %s is unreadable: %s", name, first_line(err))
-        return torch.cat(picked) if picked else torch.empty(0, 3, self.size, self.size)
+        entries = [self.source.image_entry(i) for i in range(self.train_count, self.train_count + self.held_out)]
+        pixels, _, unreadable = load_readable([image for image, _, _ in entries], self.size)
+        for position, reason in unreadable:
+            log.warning("held-out image %s is unreadable: %s", entries[position][2], reason)
+        return pixels
 
 
 def _as_pil(image):
@@ -125,12 +116,14 @@ def initial_model(config: AugVAEConfig | None, init, default: AugVAEConfig) -> A
     if config == start.config:
         return start
     if start.config.single_level is not None or config.single_level is None:
+        differences = config_differences(config, start.config, "checkpoint")
         raise ValueError(f"--init {init}: an {'SL' if start.config.single_level is not None else 'ML'} checkpoint "
-                         f"cannot start a model of another architecture ({_differences(config, start.config)}); "
+                         f"cannot start a model of another architecture ({differences}); "
                          "--init takes the same architecture, or an ML checkpoint for an SL config")
     if dataclasses.replace(config, single_level=None) != start.config:
+        differences = config_differences(dataclasses.replace(config, single_level=None), start.config, "checkpoint")
         raise ValueError(f"--init {init}: the SL config must be the ML checkpoint's with single_level set; "
-                         f"it differs in {_differences(dataclasses.replace(config, single_level=None), start.config)}")
+                         f"it differs in {differences}")
     return fine_tune_from(start, config)
 
 
@@ -154,6 +147,7 @@ def fine_tune_from(ml: AugVAE, config: AugVAEConfig) -> AugVAE:
     return sl
 
 
-def _differences(a: AugVAEConfig, b: AugVAEConfig) -> str:
+def config_differences(a: AugVAEConfig, b: AugVAEConfig, label: str) -> str:
+    """``key=a's (label: b's)`` for each field where the configs differ."""
     ours, theirs = a.to_dict(), b.to_dict()
-    return ", ".join(f"{k}={ours[k]!r} (checkpoint: {theirs[k]!r})" for k in ours if ours[k] != theirs[k])
+    return ", ".join(f"{k}={ours[k]!r} ({label}: {theirs[k]!r})" for k in ours if ours[k] != theirs[k])
