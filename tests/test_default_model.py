@@ -29,8 +29,9 @@ def test_captions_held_out_scenes():
     scenes = held_out(32)
     guesses = lverse.caption([image for image, _ in scenes])
     hits = sum(guess == truth for guess, (_, truth) in zip(guesses, scenes, strict=True))
-    # 500 scenes measure the real rate (README); these 32 are deterministic (greedy).
-    assert hits >= 28, list(zip(guesses, [t for _, t in scenes], strict=True))
+    # 500 scenes measure the real rate (99.6%, README); these 32 are deterministic (seeded
+    # candidates) and all right today: one miss is allowed for another libtorch's rounding.
+    assert hits >= 31, list(zip(guesses, [t for _, t in scenes], strict=True))
     assert lverse.caption(scenes[0][0]) == guesses[0]  # one image -> one string
 
 
@@ -41,7 +42,7 @@ def test_generated_pictures_read_back_as_their_prompt():
     assert all(isinstance(p[0], Image.Image) and p[0].size == (64, 64) for p in pictures)
     read_back = lverse.caption([p[0] for p in pictures])
     hits = sum(r == t for r, t in zip(read_back, prompts, strict=True))
-    assert hits >= 4, list(zip(read_back, prompts, strict=True))
+    assert hits >= 5, list(zip(read_back, prompts, strict=True))
     again = lverse.generate(prompts, n=1, candidates=4, seed=0)
     assert [p[0].tobytes() for p in again] == [p[0].tobytes() for p in pictures]  # a seed reproduces
 
