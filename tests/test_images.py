@@ -84,6 +84,20 @@ def test_modes_become_rgb(tmp_path, photo, mode):
         assert torch.allclose(x[0, 0], x[0, 1]) and torch.allclose(x[0, 1], x[0, 2])
 
 
+def test_a_16_bit_pil_image_loads_as_its_file_does(tmp_path):
+    # PIL's convert("RGB") clips I;16 at 255; a decoded file is scaled. Training crops
+    # (train-vae) hand the decoded PIL image on, so both must agree.
+    gray = Image.fromarray(np.linspace(0, 65535, 40 * 48).reshape(40, 48).astype(np.uint16))
+    assert gray.mode == "I;16"
+    path = tmp_path / "g16.png"
+    gray.save(path)
+    from_file = images.load(path, size=32)
+    with Image.open(path) as opened:
+        assert opened.mode == "I;16"
+        assert (images.load(opened, size=32) - from_file).abs().max().item() == 0.0
+    assert (images.load(gray, size=32) - from_file).abs().max().item() == 0.0
+
+
 def test_batch_of_files_equals_one_by_one(tmp_path, photo):
     paths = []
     for i in range(5):

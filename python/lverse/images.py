@@ -32,6 +32,10 @@ def _as_uint8_array(image, what: str) -> np.ndarray:
     from PIL import Image
 
     if isinstance(image, Image.Image):
+        if image.mode.startswith("I;16"):
+            # 16-bit gray: PIL's convert would clip it at 255 (nearly all white); scaled as
+            # the file decoder scales it, v / 257 rounded.
+            return np.round(np.asarray(image, dtype=np.float64) / 257).astype(np.uint8)
         if image.mode not in ("L", "RGB", "RGBA"):
             image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
         return np.asarray(image)
